@@ -1,0 +1,232 @@
+"""Offline evaluation: the leave-last-out split, ranking metrics and the cold-item split.
+
+The protocol (shared by every system in ``benchmarks/quality.py``): each user's last
+interaction, by timestamp with ties broken by ``item_id``, is the test case; everything
+else trains. Systems rank *all* items, the user's training items excluded, and are
+scored on the top ``k``.
+
+Examples
+--------
+>>> import numpy as np
+>>> topk = np.array([[3, 1, 2], [0, 4, 5]])
+>>> hit_rate_at_k(topk, np.array([1, 9]))
+0.5
+>>> round(ndcg_at_k(topk, np.array([1, 9])), 4)  # hit at rank 2: 1/log2(3) / 2 users
+0.3155
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from recommender.errors import InputError
+
+__all__ = [
+    "leave_last_out",
+    "cold_item_split",
+    "hit_rate_at_k",
+    "ndcg_at_k",
+    "coverage_at_k",
+    "hit_positions",
+    "evaluate_rankings",
+    "topk_from_scores",
+]
+
+log = logging.getLogger(__name__)
+
+_USER, _ITEM, _TS = "user_id", "item_id", "timestamp"
+
+
+def _check_columns(df: pd.DataFrame, name: str) -> None:
+    missing = [c for c in (_USER, _ITEM, _TS) if c not in df.columns]
+    if missing:
+        raise InputError(
+            f"{name}: missing column(s) {missing}; expected user_id, item_id, timestamp",
+            field=name,
+            value=missing,
+        )
+
+
+def _chronological(interactions: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by user, timestamp, item_id (the order every split relies on)."""
+    return interactions.sort_values([_USER, _TS, _ITEM], kind="stable").reset_index(drop=True)
+
+
+def leave_last_out(
+    interactions: pd.DataFrame, *, min_train: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split off each user's last interaction as the test case.
+
+    Parameters
+    ----------
+    interactions : DataFrame
+        Columns ``user_id``, ``item_id``, ``timestamp`` (others are carried along).
+    min_train : int
+        A user needs at least this many *training* rows to get a test case; users with
+        fewer keep all their rows in train.
+
+    Returns
+    -------
+    train, test : DataFrame
+        Both sorted by user, timestamp, item_id; ``test`` has one row per user.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"user_id": [1, 1, 1, 2, 2], "item_id": [10, 12, 11, 5, 6],
+    ...                    "timestamp": [1, 3, 3, 1, 2]})
+    >>> train, test = leave_last_out(df)
+    >>> test.item_id.tolist()  # user 1: tie at t=3 goes to the larger item_id
+    [12, 6]
+    """
+    _check_columns(interactions, "interactions")
+    df = _chronological(interactions)
+    n_per_user = df.groupby(_USER, sort=False)[_USER].transform("size")
+    is_last = ~df[_USER].duplicated(keep="last")
+    test_mask = is_last & (n_per_user > min_train)
+    train, test = df[~test_mask].reset_index(drop=True), df[test_mask].reset_index(drop=True)
+    log.info("leave-last-out: %d train rows, %d test users", len(train), len(test))
+    return train, test
+
+
+def cold_item_split(
+    interactions: pd.DataFrame,
+    items: pd.DataFrame,
+    *,
+    frac: float = 0.1,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Leave-last-out, then remove a random ``frac`` of items from training entirely.
+
+    The test set is the same as :func:`leave_last_out` on the full log; the training
+    rows of the sampled ("cold") items are dropped, so no system sees them interacted
+    with. Evaluate on the test rows whose ``item_id`` is in the returned cold ids.
+
+    Returns
+    -------
+    train : DataFrame
+        Training rows without any cold item.
+    test : DataFrame
+        One row per user (unchanged by the removal) with a boolean column ``cold``.
+    cold_ids : ndarray
+        The removed ``item_id`` values.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"user_id": [1, 1, 1], "item_id": [1, 2, 3], "timestamp": [1, 2, 3]})
+    >>> items = pd.DataFrame({"item_id": [1, 2, 3, 4]})
+    >>> train, test, cold = cold_item_split(df, items, frac=0.5, seed=0)
+    >>> len(cold), bool(train.item_id.isin(cold).any())
+    (2, False)
+    """
+    if not 0.0 < frac < 1.0:
+        raise InputError(f"frac={frac!r}: expected a fraction in (0, 1)", field="frac", value=frac)
+    train, test = leave_last_out(interactions)
+    ids = items[_ITEM].to_numpy()
+    rng = np.random.default_rng(seed)
+    n_cold = max(1, int(round(frac * len(ids))))
+    cold_ids = np.sort(rng.choice(ids, size=n_cold, replace=False))
+    train = train[~train[_ITEM].isin(cold_ids)].reset_index(drop=True)
+    test = test.assign(cold=test[_ITEM].isin(cold_ids).to_numpy())
+    log.info(
+        "cold split: %d cold items, %d train rows left, %d cold test cases",
+        n_cold,
+        len(train),
+        int(test["cold"].sum()),
+    )
+    return train, test, cold_ids
+
+
+def hit_positions(topk_item_idx: np.ndarray, test_item_idx: np.ndarray) -> np.ndarray:
+    """0-based rank of each user's test item in its top-k row, ``-1`` when absent."""
+    topk = np.asarray(topk_item_idx)
+    target = np.asarray(test_item_idx).reshape(-1, 1)
+    if topk.ndim != 2 or topk.shape[0] != target.shape[0]:
+        raise InputError(
+            f"topk_item_idx shape {topk.shape} does not match {target.shape[0]} test items; "
+            "expected (n_users, k)",
+            field="topk_item_idx",
+            value=topk.shape,
+        )
+    match = topk == target
+    return np.where(match.any(axis=1), match.argmax(axis=1), -1)
+
+
+def hit_rate_at_k(
+    topk_item_idx: np.ndarray, test_item_idx: np.ndarray, k: int | None = None
+) -> float:
+    """Fraction of users whose test item is in their top ``k`` (default: all columns)."""
+    topk = np.asarray(topk_item_idx)[:, :k] if k else np.asarray(topk_item_idx)
+    pos = hit_positions(topk, test_item_idx)
+    return float((pos >= 0).mean()) if len(pos) else 0.0
+
+
+def ndcg_at_k(topk_item_idx: np.ndarray, test_item_idx: np.ndarray, k: int | None = None) -> float:
+    """Mean NDCG@k with one relevant item per user: ``1 / log2(rank + 2)`` on a hit."""
+    topk = np.asarray(topk_item_idx)[:, :k] if k else np.asarray(topk_item_idx)
+    pos = hit_positions(topk, test_item_idx)
+    if not len(pos):
+        return 0.0
+    gain = np.where(pos >= 0, 1.0 / np.log2(np.maximum(pos, 0) + 2.0), 0.0)
+    return float(gain.mean())
+
+
+def coverage_at_k(topk_item_idx: np.ndarray, n_items: int, k: int | None = None) -> float:
+    """Fraction of the catalogue that appears in at least one user's top ``k``."""
+    topk = np.asarray(topk_item_idx)[:, :k] if k else np.asarray(topk_item_idx)
+    if n_items <= 0:
+        raise InputError(f"n_items={n_items!r}: expected > 0", field="n_items", value=n_items)
+    valid = topk[topk >= 0]
+    return float(len(np.unique(valid)) / n_items)
+
+
+def evaluate_rankings(
+    topk_item_idx: np.ndarray,
+    test_item_idx: np.ndarray,
+    *,
+    n_items: int | None = None,
+    k: int = 10,
+) -> dict[str, float]:
+    """HR@k, NDCG@k and (when ``n_items`` is given) coverage@k in one dict.
+
+    Keys are ``hr@{k}``, ``ndcg@{k}``, ``coverage@{k}`` and ``n`` (number of users).
+
+    Examples
+    --------
+    >>> evaluate_rankings(np.array([[0, 1], [1, 2]]), np.array([0, 3]), n_items=4, k=2)
+    {'hr@2': 0.5, 'ndcg@2': 0.5, 'coverage@2': 0.75, 'n': 2}
+    """
+    out = {
+        f"hr@{k}": hit_rate_at_k(topk_item_idx, test_item_idx, k),
+        f"ndcg@{k}": ndcg_at_k(topk_item_idx, test_item_idx, k),
+    }
+    if n_items is not None:
+        out[f"coverage@{k}"] = coverage_at_k(topk_item_idx, n_items, k)
+    out["n"] = int(len(test_item_idx))
+    return out
+
+
+def topk_from_scores(
+    scores: np.ndarray,
+    k: int,
+    *,
+    exclude: list[np.ndarray] | None = None,
+) -> np.ndarray:
+    """Top-``k`` item indices per row of a ``(n_users, n_items)`` score matrix.
+
+    ``exclude[u]`` lists item indices that user ``u`` must not get (seen items); they
+    are set to ``-inf`` in a copy. Ties are broken by the lower item index.
+    """
+    s = np.array(scores, dtype=np.float64, copy=True)
+    if exclude is not None:
+        for u, seen in enumerate(exclude):
+            if len(seen):
+                s[u, np.asarray(seen, dtype=np.int64)] = -np.inf
+    k = min(k, s.shape[1])
+    part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+    rows = np.arange(s.shape[0])[:, None]
+    vals = s[rows, part]
+    order = np.lexsort((part, -vals), axis=1)
+    return part[rows, order]
