@@ -1,0 +1,148 @@
+"""Recommendations for a group of people (a household, a team).
+
+Each member's scores over the same items are first put on one scale (min-max per member by
+default, so that one member's wider score range does not dominate), then aggregated:
+
+* ``average`` -- mean of the members' scores (utilitarian);
+* ``least_misery`` -- the minimum: an item is as good as its least happy member finds it;
+* ``most_pleasure`` -- the maximum: the happiest member decides;
+* ``borda`` -- Borda count: each member gives ``n_items - 1 - rank`` points; points add up;
+* ``average_without_misery`` -- the mean, but items any member scores below ``threshold``
+  (on the normalised scale) are pushed to the bottom.
+
+Examples
+--------
+>>> import numpy as np
+>>> s = np.array([[1.0, 0.6, 0.0],
+...               [0.0, 0.5, 1.0]])
+>>> aggregate_group_scores(s, "least_misery").tolist()
+[0.0, 0.5, 0.0]
+>>> top_k_for_group(s, 1, "least_misery")[0].tolist()
+[1]
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal, get_args
+
+import numpy as np
+
+from recommender.errors import InputError
+
+__all__ = ["STRATEGIES", "Strategy", "aggregate_group_scores", "top_k_for_group"]
+
+log = logging.getLogger(__name__)
+
+Strategy = Literal["average", "least_misery", "most_pleasure", "borda", "average_without_misery"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+
+
+def _normalise(scores: np.ndarray, how: str) -> np.ndarray:
+    if how == "none":
+        return scores
+    if how == "minmax":
+        lo = scores.min(axis=1, keepdims=True)
+        span = scores.max(axis=1, keepdims=True) - lo
+        return np.divide(scores - lo, span, out=np.zeros_like(scores), where=span > 0)
+    if how == "zscore":
+        sd = scores.std(axis=1, keepdims=True)
+        return np.divide(
+            scores - scores.mean(axis=1, keepdims=True), sd, out=np.zeros_like(scores),
+            where=sd > 0,
+        )
+    raise InputError(
+        f"normalise={how!r} is not supported; expected one of ['minmax', 'zscore', 'none']",
+        field="normalise",
+        value=how,
+    )
+
+
+def aggregate_group_scores(
+    score_matrix: np.ndarray,
+    strategy: Strategy | str = "average",
+    *,
+    normalise: str = "minmax",
+    threshold: float = 0.2,
+) -> np.ndarray:
+    """Combine members' scores over the same items into one group score per item.
+
+    Parameters
+    ----------
+    score_matrix : ndarray, shape (n_members, n_items)
+        Row ``m`` is member ``m``'s relevance for every item. Non-finite entries (e.g. items a
+        member has already seen, set to ``-inf``) count as that member's lowest score.
+    strategy : {"average", "least_misery", "most_pleasure", "borda", "average_without_misery"}
+    normalise : {"minmax", "zscore", "none"}
+        Per-member scaling applied first (Borda ignores it: ranks are scale-free).
+    threshold : float
+        Misery threshold of ``average_without_misery`` on the normalised scale.
+
+    Returns
+    -------
+    ndarray, shape (n_items,)
+        Higher is better.
+    """
+    s = np.atleast_2d(np.asarray(score_matrix, dtype=np.float64))
+    if s.ndim != 2 or s.shape[0] == 0 or s.shape[1] == 0:
+        raise InputError(
+            f"score_matrix must be (n_members, n_items) with both > 0, got {s.shape}",
+            field="score_matrix",
+        )
+    if strategy not in STRATEGIES:
+        raise InputError(
+            f"strategy={strategy!r} is not supported; expected one of {list(STRATEGIES)}",
+            field="strategy",
+            value=strategy,
+        )
+    finite = np.isfinite(s)
+    if not finite.all():
+        row_min = np.where(finite, s, np.inf).min(axis=1, keepdims=True)
+        row_min = np.where(np.isfinite(row_min), row_min, 0.0)
+        s = np.where(finite, s, row_min)
+    if strategy == "borda":
+        n_items = s.shape[1]
+        order = np.argsort(-s, axis=1, kind="stable")
+        points = np.empty_like(s)
+        rows = np.arange(s.shape[0])[:, None]
+        points[rows, order] = n_items - 1 - np.arange(n_items)[None, :]
+        return points.sum(axis=0)
+    z = _normalise(s, normalise)
+    if strategy == "average":
+        return z.mean(axis=0)
+    if strategy == "least_misery":
+        return z.min(axis=0)
+    if strategy == "most_pleasure":
+        return z.max(axis=0)
+    # average_without_misery
+    mean = z.mean(axis=0)
+    miserable = (z < threshold).any(axis=0)
+    return np.where(miserable, mean - (mean.max() - mean.min() + 1.0), mean)
+
+
+def top_k_for_group(
+    score_matrix: np.ndarray,
+    k: int,
+    strategy: Strategy | str = "average",
+    *,
+    exclude: np.ndarray | None = None,
+    **kwargs: object,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k item indices and group scores (ties broken by item index).
+
+    ``exclude`` is a boolean mask or index array of items not to recommend (e.g. seen by any
+    member). Extra keyword arguments go to :func:`aggregate_group_scores`.
+    """
+    if int(k) < 1:
+        raise InputError(f"k={k} must be >= 1", field="k", value=k)
+    g = aggregate_group_scores(score_matrix, strategy, **kwargs)  # type: ignore[arg-type]
+    allowed = np.ones(g.size, dtype=bool)
+    if exclude is not None:
+        ex = np.asarray(exclude)
+        if ex.dtype == bool:
+            allowed &= ~ex
+        else:
+            allowed[ex.astype(np.int64)] = False
+    cand = np.flatnonzero(allowed)
+    order = cand[np.lexsort((cand, -g[cand]))][: int(k)]
+    return order.astype(np.int64), g[order]
