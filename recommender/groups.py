@@ -1,0 +1,598 @@
+"""User groups: discovery with k-means, the in-group item popularity, and group portraits.
+
+Features are the L2-normalised user vectors, optionally followed by one-hot (multi-hot for
+``|``-separated values) user attributes. Each attribute column's block is scaled to norm
+``attribute_weight / sqrt(n_columns)``, so the whole attribute part has norm
+``attribute_weight`` -- comparable to the unit-norm vector part (1.0 weighs them equally).
+Numeric attribute columns with more than 10 distinct values are cut into 5 quantile bins.
+
+The number of groups is the best silhouette over ``n_groups_range`` (scored on a sample of at
+most ``silhouette_sample`` users, for speed) unless ``n_groups`` is set. Everything random
+goes through ``random_state``. New users join the nearest centre (:meth:`UserGroups.predict`);
+when the model was fitted with attributes and a new user has none, only the vector part of
+the centres is compared.
+
+State is saved as ``groups.json`` + ``groups.safetensors`` (no pickle).
+
+Examples
+--------
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> x = np.vstack([rng.normal([5, 0], 0.1, (20, 2)), rng.normal([0, 5], 0.1, (20, 2))])
+>>> g = UserGroups(random_state=0).fit(x)
+>>> g.n_groups_
+2
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from recommender.errors import BundleError, InputError
+
+__all__ = [
+    "GroupPortrait",
+    "UserGroups",
+    "group_item_popularity",
+    "plot_groups",
+    "portraits_table",
+]
+
+log = logging.getLogger(__name__)
+
+_FORMAT_VERSION = 1
+_NUMERIC_BINS = 5
+
+
+@dataclass
+class GroupPortrait:
+    """What characterises one group.
+
+    Attributes
+    ----------
+    group : int
+    size : int
+        Number of users.
+    share : float
+        ``size`` over all users.
+    top_entities : list of dict
+        ``{"entity", "lift", "share"}``: entities whose share of the group's interactions most
+        exceeds their share of everyone's (``lift = group share / population share``).
+    top_items : list of dict
+        ``{"item", "share"}``: the group's most interacted items (``item`` is an item id when
+        ids were given, else an item index) and their share of the group's interactions.
+    attribute_mix : dict
+        ``{column: {value: share of the group's users}}`` (top values), when users had attributes.
+    """
+
+    group: int
+    size: int
+    share: float
+    top_entities: list[dict[str, Any]] = field(default_factory=list)
+    top_items: list[dict[str, Any]] = field(default_factory=list)
+    attribute_mix: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (the ``groups`` API returns a list of these)."""
+        return asdict(self)
+
+
+def group_item_popularity(
+    labels: np.ndarray, user_items: sp.spmatrix, n_groups: int
+) -> np.ndarray:
+    """Per-group item popularity: each row is the share of the group's interactions per item.
+
+    Parameters
+    ----------
+    labels : array of int, shape (n_users,)
+    user_items : sparse, shape (n_users, n_items)
+        Interaction counts or weights.
+    n_groups : int
+
+    Returns
+    -------
+    ndarray, shape (n_groups, n_items); each row sums to 1 (or is 0 for an empty group).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    ui = sp.csr_matrix(user_items, dtype=np.float64)
+    if ui.shape[0] != labels.size:
+        raise InputError(
+            f"user_items has {ui.shape[0]} rows, expected {labels.size} (one per user)",
+            field="user_items",
+        )
+    member = sp.csr_matrix(
+        (np.ones(labels.size), (labels, np.arange(labels.size))), shape=(n_groups, labels.size)
+    )
+    pop = np.asarray((member @ ui).todense())
+    sums = pop.sum(axis=1, keepdims=True)
+    return np.divide(pop, sums, out=np.zeros_like(pop), where=sums > 0)
+
+
+class UserGroups:
+    """Discover groups of users with k-means; predict the group of new users.
+
+    Parameters
+    ----------
+    n_groups : int, optional
+        Fixed number of groups; when omitted it is chosen by silhouette.
+    n_groups_range : tuple of int, default (2, 12)
+        Inclusive range searched when ``n_groups`` is omitted.
+    attribute_weight : float, default 1.0
+        Norm of the attribute part of the features relative to the unit-norm vector part.
+    silhouette_sample : int, default 2000
+        Users sampled to score the silhouette.
+    n_init : int, default 4
+        k-means restarts.
+    random_state : int, default 0
+
+    Attributes
+    ----------
+    labels_ : ndarray of int, shape (n_users,)
+    centers_ : ndarray, shape (n_groups, n_features)
+        In feature space (vector part first, ``vector_dim_`` columns).
+    n_groups_ : int
+    silhouette_ : float
+        Silhouette of the chosen clustering (on the sample).
+    silhouette_scores_ : dict of int -> float
+        Every scored ``n_groups``.
+    vector_dim_ : int
+    attribute_categories_ : dict of str -> list of str
+        One-hot vocabulary per attribute column (empty without attributes).
+    numeric_bins_ : dict of str -> list of float
+        Bin edges of binned numeric attribute columns.
+    group_popularity_ : ndarray, shape (n_groups, n_items), or None
+        Set by ``fit(..., user_items=...)``; see :func:`group_item_popularity`.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_groups: int | None = None,
+        n_groups_range: tuple[int, int] = (2, 12),
+        attribute_weight: float = 1.0,
+        silhouette_sample: int = 2000,
+        n_init: int = 4,
+        random_state: int = 0,
+    ) -> None:
+        self.n_groups = n_groups
+        self.n_groups_range = n_groups_range
+        self.attribute_weight = attribute_weight
+        self.silhouette_sample = silhouette_sample
+        self.n_init = n_init
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict[str, Any]:
+        """Hyperparameters as a JSON-able dict."""
+        return {
+            "n_groups": self.n_groups,
+            "n_groups_range": list(self.n_groups_range),
+            "attribute_weight": self.attribute_weight,
+            "silhouette_sample": self.silhouette_sample,
+            "n_init": self.n_init,
+            "random_state": self.random_state,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> UserGroups:
+        """Rebuild an unfitted estimator from :meth:`get_config`."""
+        cfg = dict(config)
+        if "n_groups_range" in cfg:
+            cfg["n_groups_range"] = tuple(cfg["n_groups_range"])
+        return cls(**cfg)
+
+    # ------------------------------------------------------------------ features
+    def _fit_attributes(self, attrs: pd.DataFrame) -> None:
+        self.attribute_categories_ = {}
+        self.numeric_bins_ = {}
+        for col in attrs.columns:
+            s = attrs[col]
+            if pd.api.types.is_numeric_dtype(s) and s.nunique() > 10:
+                qs = np.nanquantile(s.to_numpy(dtype=float), np.linspace(0, 1, _NUMERIC_BINS + 1))
+                self.numeric_bins_[col] = [float(q) for q in np.unique(qs)[1:-1]]
+            values = self._attribute_values(col, s)
+            self.attribute_categories_[col] = sorted({v for vs in values for v in vs})
+
+    def _attribute_values(self, col: str, s: pd.Series) -> list[list[str]]:
+        if col in self.numeric_bins_:
+            x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+            b = np.searchsorted(self.numeric_bins_[col], x, side="right")
+            return [[] if np.isnan(v) else [f"bin{int(i)}"] for v, i in zip(x, b, strict=True)]
+        out = []
+        for v in s.tolist():
+            if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+                out.append([])
+            else:
+                out.append([p.strip() for p in str(v).split("|") if p.strip()])
+        return out
+
+    def _attribute_block(self, attrs: pd.DataFrame) -> np.ndarray:
+        cols = list(self.attribute_categories_)
+        missing = [c for c in cols if c not in attrs.columns]
+        if missing:
+            raise InputError(
+                f"user attributes lack columns {missing}; expected {cols}", field="user_attributes"
+            )
+        scale = self.attribute_weight / math.sqrt(max(len(cols), 1))
+        blocks = []
+        for col in cols:
+            vocab = {v: i for i, v in enumerate(self.attribute_categories_[col])}
+            block = np.zeros((len(attrs), len(vocab)))
+            for r, vs in enumerate(self._attribute_values(col, attrs[col])):
+                hits = [vocab[v] for v in vs if v in vocab]
+                if hits:
+                    block[r, hits] = scale / math.sqrt(len(hits))
+            blocks.append(block)
+        return np.hstack(blocks) if blocks else np.zeros((len(attrs), 0))
+
+    @staticmethod
+    def _unit(vectors: np.ndarray) -> np.ndarray:
+        v = np.asarray(vectors, dtype=np.float64)
+        norms = np.linalg.norm(v, axis=1, keepdims=True)
+        return np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+
+    def _features(self, vectors: np.ndarray, attrs: pd.DataFrame | None) -> np.ndarray:
+        v = self._unit(vectors)
+        if not self.attribute_categories_ or attrs is None:
+            return v
+        return np.hstack([v, self._attribute_block(attrs)])
+
+    # ------------------------------------------------------------------ fit / predict
+    def fit(
+        self,
+        user_vectors: np.ndarray,
+        user_attributes: pd.DataFrame | None = None,
+        *,
+        user_items: sp.spmatrix | None = None,
+    ) -> UserGroups:
+        """Cluster users.
+
+        Parameters
+        ----------
+        user_vectors : ndarray, shape (n_users, d)
+        user_attributes : DataFrame, optional
+            One row per user (same order), attribute columns only (drop ``user_id``).
+        user_items : sparse, shape (n_users, n_items), optional
+            Interactions; when given, :attr:`group_popularity_` is computed.
+
+        Returns
+        -------
+        self
+        """
+        from sklearn.cluster import KMeans
+        from sklearn.metrics import silhouette_score
+
+        x = np.asarray(user_vectors, dtype=np.float64)
+        if x.ndim != 2 or x.shape[0] < 2 or not np.isfinite(x).all():
+            raise InputError(
+                f"user_vectors must be a finite 2-D array with >= 2 rows, got shape {x.shape}",
+                field="user_vectors",
+            )
+        n = x.shape[0]
+        if user_attributes is not None:
+            if len(user_attributes) != n:
+                raise InputError(
+                    f"user_attributes has {len(user_attributes)} rows, expected {n}",
+                    field="user_attributes",
+                )
+            user_attributes = user_attributes.drop(columns=["user_id"], errors="ignore")
+            user_attributes = user_attributes.reset_index(drop=True)
+            self._fit_attributes(user_attributes)
+        else:
+            self.attribute_categories_, self.numeric_bins_ = {}, {}
+        self.vector_dim_ = x.shape[1]
+        feats = self._features(x, user_attributes)
+
+        if self.n_groups is not None:
+            if not 1 <= int(self.n_groups) <= n:
+                raise InputError(
+                    f"n_groups={self.n_groups} must be in [1, {n}]", field="n_groups"
+                )
+            ks = [int(self.n_groups)]
+        else:
+            lo, hi = (int(v) for v in self.n_groups_range)
+            if lo < 2 or hi < lo:
+                raise InputError(
+                    f"n_groups_range={self.n_groups_range} must be (lo, hi) with 2 <= lo <= hi",
+                    field="n_groups_range",
+                )
+            ks = list(range(lo, min(hi, n - 1) + 1)) or [min(lo, n)]
+        rng = np.random.default_rng(self.random_state)
+        sample = (
+            rng.choice(n, self.silhouette_sample, replace=False)
+            if n > self.silhouette_sample
+            else np.arange(n)
+        )
+        best = None
+        self.silhouette_scores_: dict[int, float] = {}
+        for k in tqdm(ks, desc="groups", disable=len(ks) < 3, leave=False):
+            km = KMeans(n_clusters=k, n_init=self.n_init, random_state=self.random_state)
+            labels = km.fit_predict(feats)
+            lab_s = labels[sample]
+            score = (
+                float(silhouette_score(feats[sample], lab_s))
+                if 1 < len(np.unique(lab_s)) < sample.size
+                else -1.0
+            )
+            self.silhouette_scores_[k] = score
+            log.debug("n_groups=%d silhouette=%.4f", k, score)
+            if best is None or score > best[0]:
+                best = (score, k, km, labels)
+        assert best is not None
+        self.silhouette_, self.n_groups_, km, self.labels_ = best
+        self.centers_ = np.asarray(km.cluster_centers_, dtype=np.float64)
+        self.labels_ = np.asarray(self.labels_, dtype=np.int64)
+        self.group_popularity_ = (
+            None
+            if user_items is None
+            else group_item_popularity(self.labels_, user_items, self.n_groups_)
+        )
+        log.info(
+            "found %d user groups (silhouette %.3f) among %d users", self.n_groups_,
+            self.silhouette_, n,
+        )
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "centers_"):
+            raise InputError("UserGroups is not fitted; call fit() or load() first", field="groups")
+
+    def predict(
+        self, vectors: np.ndarray, attributes: pd.DataFrame | None = None
+    ) -> np.ndarray:
+        """Nearest group of each user (works for users never seen in ``fit``).
+
+        Parameters
+        ----------
+        vectors : ndarray, shape (n, d) or (d,)
+        attributes : DataFrame, optional
+            The same attribute columns as in ``fit``; without them only the vector part of
+            the centres is compared.
+
+        Returns
+        -------
+        ndarray of int64, shape (n,)
+        """
+        self._check_fitted()
+        x = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
+        if x.shape[1] != self.vector_dim_:
+            raise InputError(
+                f"vectors have {x.shape[1]} dims, expected {self.vector_dim_}", field="vectors"
+            )
+        if attributes is not None and self.attribute_categories_:
+            feats = self._features(x, attributes.reset_index(drop=True))
+            centers = self.centers_
+        else:
+            feats = self._unit(x)
+            centers = self.centers_[:, : self.vector_dim_]
+        d2 = (
+            (feats**2).sum(1, keepdims=True) - 2 * feats @ centers.T + (centers**2).sum(1)[None]
+        )
+        return np.argmin(d2, axis=1).astype(np.int64)
+
+    # ------------------------------------------------------------------ portraits
+    def portraits(
+        self,
+        user_items: sp.spmatrix,
+        item_entities: sp.spmatrix | None = None,
+        entity_names: Sequence[str] | None = None,
+        *,
+        labels: np.ndarray | None = None,
+        item_ids: Sequence[Any] | None = None,
+        user_attributes: pd.DataFrame | None = None,
+        top_n: int = 5,
+        min_share: float = 0.01,
+    ) -> list[GroupPortrait]:
+        """Describe each group.
+
+        Parameters
+        ----------
+        user_items : sparse, shape (n_users, n_items)
+            Interactions of the users in ``labels`` order.
+        item_entities : sparse, shape (n_items, n_entities), optional
+            From :func:`recommender.item_signals.item_entity_matrix`.
+        entity_names : sequence of str, optional
+            Column names of ``item_entities``.
+        labels : array of int, optional
+            Group of each user; default :attr:`labels_`.
+        item_ids : sequence, optional
+            Item id per item index, to report ids instead of indices.
+        user_attributes : DataFrame, optional
+            Attribute columns per user for the attribute mix.
+        top_n : int
+            Entities, items and attribute values listed per group.
+        min_share : float
+            Entities must make up at least this share of a group's entity mentions to be
+            listed, so tiny niches with huge lift do not crowd out what defines the group.
+        """
+        self._check_fitted()
+        labels = self.labels_ if labels is None else np.asarray(labels, dtype=np.int64)
+        ui = sp.csr_matrix(user_items, dtype=np.float64)
+        if ui.shape[0] != labels.size:
+            raise InputError(
+                f"user_items has {ui.shape[0]} rows, expected {labels.size}", field="user_items"
+            )
+        pop = group_item_popularity(labels, (ui > 0).astype(np.float64), self.n_groups_)
+        counts = np.bincount(labels, minlength=self.n_groups_)
+        ent_share = overall = None
+        if item_entities is not None:
+            ent = sp.csr_matrix(item_entities, dtype=np.float64)
+            names = list(entity_names) if entity_names is not None else [
+                str(i) for i in range(ent.shape[1])
+            ]
+            mentions = pop @ ent  # (n_groups, n_entities): group's mass on each entity
+            item_total = np.asarray((ui > 0).sum(axis=0)).ravel().astype(np.float64)
+            overall = np.asarray(ent.T @ item_total).ravel()
+            overall = overall / overall.sum() if overall.sum() > 0 else overall
+            ent_share = mentions / np.maximum(mentions.sum(axis=1, keepdims=True), 1e-12)
+        out = []
+        for g in range(self.n_groups_):
+            p = GroupPortrait(group=g, size=int(counts[g]), share=float(counts[g] / labels.size))
+            if ent_share is not None and overall is not None:
+                share = ent_share[g]
+                lift = np.divide(share, overall, out=np.zeros_like(share), where=overall > 0)
+                ok = np.flatnonzero(share >= min_share)
+                top = ok[np.lexsort((ok, -lift[ok]))][:top_n]
+                p.top_entities = [
+                    {"entity": names[e], "lift": round(float(lift[e]), 4),
+                     "share": round(float(share[e]), 4)}
+                    for e in top
+                ]
+            row = pop[g]
+            top_items = np.lexsort((np.arange(row.size), -row))[:top_n]
+            p.top_items = [
+                {"item": _jsonable(item_ids[i]) if item_ids is not None else int(i),
+                 "share": round(float(row[i]), 4)}
+                for i in top_items
+                if row[i] > 0
+            ]
+            if user_attributes is not None:
+                attrs = user_attributes.drop(columns=["user_id"], errors="ignore")
+                attrs = attrs.reset_index(drop=True)
+                members = np.flatnonzero(labels == g)
+                for col in attrs.columns:
+                    vals = attrs[col].iloc[members].astype("string").fillna("")
+                    vals = vals.str.split("|").explode().str.strip()
+                    mix = vals[vals != ""].value_counts() / max(members.size, 1)
+                    p.attribute_mix[str(col)] = {
+                        str(k): round(float(v), 4) for k, v in mix.head(top_n).items()
+                    }
+            out.append(p)
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able config and scalar state (arrays go to safetensors in :meth:`save`)."""
+        self._check_fitted()
+        return {
+            "format_version": _FORMAT_VERSION,
+            "config": self.get_config(),
+            "n_groups_": int(self.n_groups_),
+            "silhouette_": float(self.silhouette_),
+            "silhouette_scores_": {str(k): v for k, v in self.silhouette_scores_.items()},
+            "vector_dim_": int(self.vector_dim_),
+            "attribute_categories_": self.attribute_categories_,
+            "numeric_bins_": self.numeric_bins_,
+        }
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``groups.json`` and ``groups.safetensors`` into ``directory``."""
+        from safetensors.numpy import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "groups.json").write_text(json.dumps(self.to_dict(), indent=2))
+        arrays = {"centers_": self.centers_, "labels_": self.labels_}
+        if self.group_popularity_ is not None:
+            arrays["group_popularity_"] = self.group_popularity_.astype(np.float32)
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()},
+                  str(d / "groups.safetensors"))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> UserGroups:
+        """Read what :meth:`save` wrote."""
+        from safetensors.numpy import load_file
+
+        d = Path(directory)
+        try:
+            meta = json.loads((d / "groups.json").read_text())
+            arrays = load_file(str(d / "groups.safetensors"))
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"cannot read user groups from {d}: {exc}") from exc
+        if meta.get("format_version") != _FORMAT_VERSION:
+            raise BundleError(
+                f"groups.json format_version={meta.get('format_version')!r}, "
+                f"expected {_FORMAT_VERSION}"
+            )
+        g = cls.from_config(meta["config"])
+        g.n_groups_ = int(meta["n_groups_"])
+        g.silhouette_ = float(meta["silhouette_"])
+        g.silhouette_scores_ = {int(k): float(v) for k, v in meta["silhouette_scores_"].items()}
+        g.vector_dim_ = int(meta["vector_dim_"])
+        g.attribute_categories_ = {k: list(v) for k, v in meta["attribute_categories_"].items()}
+        g.numeric_bins_ = {k: list(v) for k, v in meta["numeric_bins_"].items()}
+        g.centers_ = arrays["centers_"].astype(np.float64)
+        g.labels_ = arrays["labels_"].astype(np.int64)
+        gp = arrays.get("group_popularity_")
+        g.group_popularity_ = None if gp is None else gp.astype(np.float64)
+        return g
+
+
+def portraits_table(portraits: Sequence[GroupPortrait], *, n_entities: int = 3) -> str:
+    """A Markdown table of portraits, for the CLI and reports."""
+    lines = [
+        "| group | users | share | top entities (lift) | top items |",
+        "|---:|---:|---:|---|---|",
+    ]
+    for p in portraits:
+        ents = ", ".join(f"{e['entity']} ({e['lift']:.2f})" for e in p.top_entities[:n_entities])
+        items = ", ".join(str(i["item"]) for i in p.top_items[:3])
+        lines.append(f"| {p.group} | {p.size} | {p.share:.1%} | {ents} | {items} |")
+    return "\n".join(lines)
+
+
+def plot_groups(
+    user_vectors: np.ndarray,
+    labels: np.ndarray,
+    portraits: Sequence[GroupPortrait],
+    path: str | Path,
+    *,
+    random_state: int = 0,
+    title: str = "User groups",
+) -> Path:
+    """PNG: users in 2-D (PCA) coloured by group, and each group's top entities by lift.
+
+    Returns the path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(user_vectors, dtype=np.float64)
+    labels = np.asarray(labels)
+    xy = PCA(n_components=2, random_state=random_state).fit_transform(x) if x.shape[1] > 2 else x
+    n = len(portraits)
+    cols = min(n, 4)
+    rows = math.ceil(n / cols) if n else 1
+    fig = plt.figure(figsize=(6 + 3.2 * cols, max(5, 2.6 * rows)))
+    grid = fig.add_gridspec(rows, cols + 2)
+    ax = fig.add_subplot(grid[:, :2])
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    for p in portraits:
+        m = labels == p.group
+        ax.scatter(xy[m, 0], xy[m, 1], s=8, alpha=0.6, color=cmap(p.group % cmap.N),
+                   label=f"group {p.group} ({p.size})")
+    ax.set_title(f"{title}: PCA of user vectors")
+    ax.legend(fontsize=7, markerscale=2)
+    for i, p in enumerate(portraits):
+        a = fig.add_subplot(grid[i // cols, 2 + i % cols])
+        ents = p.top_entities[::-1]
+        a.barh([e["entity"].split(":", 1)[-1] for e in ents], [e["lift"] for e in ents],
+               color=cmap(p.group % cmap.N))
+        a.axvline(1.0, color="grey", lw=0.8, ls="--")
+        a.set_title(f"group {p.group}: lift", fontsize=9)
+        a.tick_params(labelsize=7)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    log.info("wrote group plot to %s", out)
+    return out
+
+
+def _jsonable(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
