@@ -88,7 +88,8 @@ def _jsonable(value: object) -> object:
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+        finite = value == value and value not in (float("inf"), float("-inf"))
+        return value if finite else str(value)
     try:
         import numpy as np
 

@@ -1,0 +1,190 @@
+"""The ``recbento`` command line: build, recommend, batch and the tools around them.
+
+Every command prints a readable table and exits non-zero on bad input; nothing is
+written to the model store unless the whole build succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from recommender.errors import RecbentoError, ValidationError
+
+__all__ = ["app", "main"]
+
+log = logging.getLogger(__name__)
+
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+app = typer.Typer(
+    help="recbento: a BERT + knowledge-graph recommender packaged for BentoML.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model name or name:version.")]
+
+
+def _fail(exc: RecbentoError) -> None:
+    """Print an error (and its table of problems) to stderr and exit 1."""
+    if isinstance(exc, ValidationError) and exc.failures is not None:
+        table = Table(title=exc.message, title_style="bold red")
+        for col in exc.failures.columns:
+            table.add_column(str(col))
+        for row in exc.failures.itertuples(index=False):
+            table.add_row(*["" if v is None else str(v) for v in row])
+        err_console.print(table)
+    else:
+        err_console.print(f"[bold red]error:[/] {exc.message}")
+    raise typer.Exit(code=1)
+
+
+def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except RecbentoError as exc:
+        _fail(exc)
+
+
+@app.callback()
+def _setup(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def build(
+    items: Annotated[Path, typer.Option(help="Items table (CSV or Parquet).")],
+    interactions: Annotated[Path, typer.Option(help="Interactions table (CSV or Parquet).")],
+    name: Annotated[str, typer.Option(help="Model name in the BentoML store.")],
+    users: Annotated[Path | None, typer.Option(help="Optional users table.")] = None,
+    encoder: Annotated[
+        str | None, typer.Option(help="Encoder checkpoint path or name (default: MiniLM).")
+    ] = None,
+) -> None:
+    """Validate the tables, encode the catalogue and save a new model version."""
+    from recommender.build import build_and_save
+
+    t0 = time.perf_counter()
+    report = _run(build_and_save, items, interactions, name=name, users=users, encoder=encoder)
+    table = Table(title=f"built {report.tag}")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("items", f"{report.n_items:,}")
+    table.add_row("users", f"{report.n_users:,}")
+    table.add_row("interactions", f"{report.n_interactions:,}")
+    for step, secs in report.seconds.items():
+        table.add_row(f"{step} (s)", f"{secs:.1f}")
+    table.add_row("total (s)", f"{time.perf_counter() - t0:.1f}")
+    console.print(table)
+    console.print(report.tag)
+
+
+def _load(model: str) -> Any:
+    from recommender.service_core import load_recommender
+
+    return _run(load_recommender, model)
+
+
+@app.command()
+def recommend(
+    model: ModelOpt,
+    user_id: Annotated[str | None, typer.Option("--user-id", help="A known user.")] = None,
+    query: Annotated[str | None, typer.Option(help="Free-text request.")] = None,
+    history: Annotated[
+        str | None, typer.Option(help="Comma-separated item ids the user liked.")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", "--k", help="How many items.")] = 10,
+    explain: Annotated[bool, typer.Option(help="Add reasons to every item.")] = False,
+) -> None:
+    """Print the top-k items for a user, a history or a query."""
+    from recommender.pipeline import Request
+
+    rec = _load(model)
+    hist = [h.strip() for h in history.split(",") if h.strip()] if history else None
+    req = Request(user_id=user_id, history=hist, query=query, k=k, explain=explain)
+    result = _run(rec.recommend, req)
+    title = f"top {k} for user {user_id}" if user_id is not None else f"top {k}"
+    if result.cold_start:
+        title += " (cold start: popular items)"
+    table = Table(title=title)
+    for col in ("rank", "item_id", "title", "score"):
+        table.add_column(col, justify="right" if col in ("rank", "score") else "left")
+    if explain:
+        table.add_column("why")
+    for rank, item in enumerate(result.items, start=1):
+        row = [str(rank), str(item.item_id), item.title, f"{item.score:.4f}"]
+        if explain:
+            row.append("; ".join(r.get("text", "") for r in item.reasons))
+        table.add_row(*row)
+    console.print(table)
+
+
+@app.command()
+def batch(
+    input: Annotated[Path, typer.Option("--input", help="Users table: user_id [, query].")],
+    output: Annotated[Path, typer.Option(help="Where to write recommendations (.csv/.parquet).")],
+    model: Annotated[str, typer.Option("--model", "-m")] = "recbento-demo",
+    k: Annotated[int, typer.Option("-k", "--k")] = 10,
+    url: Annotated[
+        str | None, typer.Option(help="Call a running service instead of in-process.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Users per call.")] = 64,
+    concurrency: Annotated[int, typer.Option(help="Parallel calls with --url.")] = 4,
+    retries: Annotated[int, typer.Option(help="Retries per failed call with --url.")] = 5,
+    token: Annotated[
+        str | None, typer.Option(envvar="RECBENTO_API_TOKEN", help="Bearer token for --url.")
+    ] = None,
+) -> None:
+    """Recommend for every user of a table; resumable (finished users are skipped)."""
+    from recommender.batch import run_batch
+
+    stats = _run(
+        run_batch,
+        input,
+        output,
+        model=model,
+        k=k,
+        url=url,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        retries=retries,
+        token=token,
+    )
+    table = Table(title=f"wrote {output}")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for key, value in stats.items():
+        table.add_row(key, f"{value:,.1f}" if isinstance(value, float) else f"{value:,}")
+    console.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except RecbentoError as exc:  # pragma: no cover - commands catch their own
+        err_console.print(f"[bold red]error:[/] {exc.message}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

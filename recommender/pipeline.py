@@ -1,0 +1,424 @@
+"""The request path: user vector -> candidates -> scores -> rerank -> explain -> response.
+
+:class:`Recommender` is built once from a :class:`~recommender.bundle.Bundle` and answers
+requests in-process; the BentoML service and the CLI's ``batch`` both call it, so what is
+tested here is what is served.
+
+Examples
+--------
+>>> rec = Recommender(bundle)                              # doctest: +SKIP
+>>> rec.recommend(user_id=1, k=3).items[0].title           # doctest: +SKIP
+'Heat (1995)'
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+
+from recommender.bundle import Bundle
+from recommender.data import attribute_columns, split_multi
+from recommender.errors import InputError, NotFoundError
+from recommender.history import Histories, History, history_vector, popularity
+from recommender.schemas import ItemSchema
+
+__all__ = [
+    "ServingConfig",
+    "Request",
+    "RecommendedItem",
+    "Recommendation",
+    "Recommender",
+    "top_k",
+]
+
+log = logging.getLogger(__name__)
+
+EncodeFn = Callable[[list[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Request-time defaults of a deployment; every field can be set per request.
+
+    Attributes
+    ----------
+    k_max : int
+        Largest ``k`` a request may ask for.
+    history_max : int
+        Longest ``history`` a request may send (items).
+    query_max_chars : int
+        Longest free-text ``query``.
+    half_life_days : float
+        Recency half-life when turning a history into a user vector.
+    query_weight : float
+        Share of the query vector when a request has both a history and a query.
+    n_candidates : int
+        Candidates fetched before reranking and explanation.
+    """
+
+    k_max: int = 100
+    history_max: int = 500
+    query_max_chars: int = 1000
+    half_life_days: float = 30.0
+    query_weight: float = 0.6
+    n_candidates: int = 200
+
+    def get_config(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> ServingConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (config or {}).items() if k in known})
+
+
+@dataclass
+class Request:
+    """One recommendation request; exactly what the HTTP API accepts.
+
+    ``user_id``, ``history`` and ``query`` may be combined; with none of them the
+    answer is a cold start (popular items).
+    """
+
+    user_id: Any = None
+    history: Sequence[Any] | None = None
+    query: str | None = None
+    k: int = 10
+    exclude_seen: bool = True
+    include: Mapping[str, Sequence[str]] | None = None
+    exclude: Mapping[str, Sequence[str]] | None = None
+    explain: bool = False
+
+
+@dataclass
+class RecommendedItem:
+    item_id: Any
+    title: str
+    score: float
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"item_id": self.item_id, "title": self.title, "score": round(self.score, 6)}
+        if self.reasons:
+            d["reasons"] = self.reasons
+        return d
+
+
+@dataclass
+class Recommendation:
+    user_id: Any
+    items: list[RecommendedItem]
+    cold_start: bool
+    group: int | None = None
+    model: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "items": [i.to_dict() for i in self.items],
+            "cold_start": self.cold_start,
+            "group": self.group,
+            "model": self.model,
+        }
+
+
+def top_k(
+    scores: np.ndarray,
+    k: int,
+    *,
+    exclude: Sequence[np.ndarray] | None = None,
+    allowed: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` per row of a ``(b, n)`` score matrix.
+
+    ``exclude[i]`` lists item indices never returned for row ``i``; ``allowed`` is a
+    boolean mask over items (``(n,)`` or ``(b, n)``). Rows with fewer than ``k``
+    eligible items are padded with index -1 and score ``-inf``.
+
+    >>> idx, _ = top_k(np.array([[0.1, 0.9, 0.5]]), 2, exclude=[np.array([1])])
+    >>> idx.tolist()
+    [[2, 0]]
+    """
+    scores = np.array(scores, dtype=np.float32, copy=True, ndmin=2)
+    b, n = scores.shape
+    if allowed is not None:
+        scores[~np.broadcast_to(allowed, scores.shape)] = -np.inf
+    if exclude is not None:
+        for i, ex in enumerate(exclude):
+            if len(ex):
+                scores[i, ex] = -np.inf
+    k_eff = min(k, n)
+    part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    idx = np.take_along_axis(part, order, axis=1)
+    sc = np.take_along_axis(part_scores, order, axis=1)
+    idx = np.where(np.isfinite(sc), idx, -1)
+    if k_eff < k:
+        idx = np.pad(idx, ((0, 0), (0, k - k_eff)), constant_values=-1)
+        sc = np.pad(sc, ((0, 0), (0, k - k_eff)), constant_values=-np.inf)
+    return idx.astype(np.int64), sc
+
+
+class Recommender:
+    """Answers requests from one bundle.
+
+    Parameters
+    ----------
+    bundle : Bundle
+        The loaded model.
+    encode : callable, optional
+        ``list[str] -> (n, dim) array`` for free-text queries. When omitted the
+        bundle's encoder is loaded on first use.
+    config : ServingConfig, optional
+        Defaults; the bundle's ``config["serving"]`` is used when omitted.
+    tag : str, optional
+        Model tag reported in responses.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        *,
+        encode: EncodeFn | None = None,
+        config: ServingConfig | None = None,
+        tag: str | None = None,
+    ) -> None:
+        t0 = time.perf_counter()
+        self.bundle = bundle
+        self.tag = tag
+        self.config = config or ServingConfig.from_config(bundle.config.get("serving"))
+        self._encode = encode
+        items = bundle.items
+        self.item_ids: list[Any] = [_native(v) for v in items[ItemSchema.item_id].tolist()]
+        self.titles: list[str] = items[ItemSchema.title].astype(str).tolist()
+        self.item_index: dict[Any, int] = {iid: i for i, iid in enumerate(self.item_ids)}
+        self._int_ids = items[ItemSchema.item_id].dtype.kind in "iu"
+        self.item_vectors = np.ascontiguousarray(bundle.item_vectors, dtype=np.float32)
+        self.histories = Histories(bundle.interactions, self.item_index)
+        self.popularity = popularity(bundle.interactions, self.item_index, len(self.item_ids))
+        self._popular_order = np.argsort(-self.popularity, kind="stable")
+        self._attributes = attribute_columns(items)
+        self._value_masks: dict[tuple[str, str], np.ndarray] = {}
+        self._attr_values = {c: items[c].astype(str).tolist() for c in self._attributes}
+        self._user_id_kind = bundle.interactions["user_id"].dtype.kind
+        log.info(
+            "recommender ready: %d items, %d users in %.2fs",
+            len(self.item_ids),
+            len(self.histories),
+            time.perf_counter() - t0,
+        )
+
+    # ----------------------------------------------------------------- ids
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def item_row(self, item_id: Any, *, field_name: str = "item_id") -> int:
+        """Row of ``item_id`` in the catalogue; accepts ``"1"`` for ``1`` and back."""
+        row = self.item_index.get(item_id)
+        if row is None:
+            row = self.item_index.get(self._coerce_id(item_id, self._int_ids))
+        if row is None:
+            raise NotFoundError(
+                f"{field_name}={item_id!r} is not in the catalogue",
+                field=field_name,
+                value=item_id,
+            )
+        return row
+
+    def user_key(self, user_id: Any) -> Any:
+        """Normalise a user id to the type used in the interaction log."""
+        return self._coerce_id(user_id, self._user_id_kind in "iu")
+
+    @staticmethod
+    def _coerce_id(value: Any, want_int: bool) -> Any:
+        if value is None:
+            return None
+        if want_int:
+            if isinstance(value, bool):
+                return value
+            try:
+                f = float(value)
+            except (TypeError, ValueError):
+                return str(value)
+            return int(f) if math.isfinite(f) and f.is_integer() else value
+        return str(value)
+
+    # ----------------------------------------------------------- stage 1
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Encode free text with the bundle's encoder (loaded on first use)."""
+        if self._encode is None:
+            from recommender.encoder import TextEncoder
+
+            enc_cfg = self.bundle.config.get("encoder", {})
+            encoder = TextEncoder.from_pretrained(
+                enc_cfg.get("path") or enc_cfg.get("name"),
+                max_length=enc_cfg.get("max_length", 128),
+            )
+            self._encode = encoder.encode
+        return self._encode(texts)
+
+    def resolve_history(self, req: Request) -> tuple[History, bool]:
+        """The history a request speaks for: stored, sent, or both; and if the user is known."""
+        stored = History.empty()
+        known = False
+        if req.user_id is not None:
+            key = self.user_key(req.user_id)
+            known = key in self.histories
+            stored = self.histories.get(key)
+        if req.history:
+            rows = np.array(
+                [self.item_row(i, field_name=f"history[{n}]") for n, i in enumerate(req.history)],
+                dtype=np.int64,
+            )
+            base = int(stored.timestamps.max()) + 1 if len(stored) else 0
+            sent = History(rows, base + np.arange(len(rows)), np.ones(len(rows)))
+            stored = stored.extend(sent)
+        return stored, known
+
+    def user_vectors(self, reqs: Sequence[Request]) -> tuple[np.ndarray, list[History], list[bool]]:
+        """Stage 1 for a batch: one vector per request, its history, and cold-start flags.
+
+        Queries of the whole batch are encoded in one call.
+        """
+        dim = self.item_vectors.shape[1]
+        vecs = np.zeros((len(reqs), dim), dtype=np.float32)
+        hists: list[History] = []
+        for i, req in enumerate(reqs):
+            h, _ = self.resolve_history(req)
+            hists.append(h)
+            vecs[i] = history_vector(
+                self.item_vectors,
+                h.last(self.config.history_max),
+                half_life_days=self.config.half_life_days,
+            )
+        q_rows = [i for i, r in enumerate(reqs) if r.query and r.query.strip()]
+        if q_rows:
+            qv = self.encode([reqs[i].query.strip() for i in q_rows])
+            for j, i in enumerate(q_rows):
+                if len(hists[i]):
+                    w = self.config.query_weight
+                    v = w * qv[j] + (1 - w) * vecs[i]
+                    vecs[i] = v / max(np.linalg.norm(v), 1e-12)
+                else:
+                    vecs[i] = qv[j]
+        queried = set(q_rows)
+        cold = [len(h) == 0 and i not in queried for i, h in enumerate(hists)]
+        return vecs, hists, cold
+
+    # ----------------------------------------------------------- filters
+    def allowed_mask(self, req: Request) -> np.ndarray | None:
+        """Boolean mask of items passing the request's include / exclude filters."""
+        if not req.include and not req.exclude:
+            return None
+        mask = np.ones(self.n_items, dtype=bool)
+        for name, spec, keep in (("include", req.include, True), ("exclude", req.exclude, False)):
+            for column, values in (spec or {}).items():
+                if column not in self._attr_values:
+                    raise InputError(
+                        f"{name}.{column}: unknown attribute; expected one of {self._attributes}",
+                        field=f"{name}.{column}",
+                        value=column,
+                    )
+                any_match = np.zeros(self.n_items, dtype=bool)
+                for value in values:
+                    any_match |= self._value_mask(column, str(value))
+                mask &= any_match if keep else ~any_match
+        return mask
+
+    def _value_mask(self, column: str, value: str) -> np.ndarray:
+        key = (column, value.casefold())
+        if key not in self._value_masks:
+            values = self._attr_values[column]
+            self._value_masks[key] = np.array(
+                [key[1] in {p.casefold() for p in split_multi(v)} for v in values]
+            )
+        return self._value_masks[key]
+
+    # ------------------------------------------------------------ public
+    def validate(self, req: Request) -> None:
+        """Range checks shared by every entry point; raise :class:`InputError`."""
+        k = req.k
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.config.k_max:
+            raise InputError(
+                f"k={req.k!r}: expected an integer from 1 to {self.config.k_max}",
+                field="k",
+                value=req.k,
+            )
+        if req.history is not None and len(req.history) > self.config.history_max:
+            raise InputError(
+                f"history has {len(req.history)} items; at most {self.config.history_max} allowed",
+                field="history",
+                value=len(req.history),
+            )
+        if req.query is not None and len(req.query) > self.config.query_max_chars:
+            raise InputError(
+                f"query has {len(req.query)} characters; at most "
+                f"{self.config.query_max_chars} allowed",
+                field="query",
+                value=len(req.query),
+            )
+
+    def recommend(self, req: Request | None = None, /, **kwargs: Any) -> Recommendation:
+        """Recommend for one request (a :class:`Request` or its fields as keywords)."""
+        req = req if req is not None else Request(**kwargs)
+        return self.recommend_batch([req])[0]
+
+    def recommend_batch(self, reqs: Sequence[Request]) -> list[Recommendation]:
+        """Recommend for many requests; scoring is one matrix product for the batch."""
+        for r in reqs:
+            self.validate(r)
+        vecs, hists, cold = self.user_vectors(reqs)
+        k_max = max(r.k for r in reqs) if reqs else 0
+        scores = vecs @ self.item_vectors.T
+        exclude = [
+            np.unique(h.items) if r.exclude_seen else np.zeros(0, np.int64)
+            for r, h in zip(reqs, hists, strict=True)
+        ]
+        masks = [self.allowed_mask(r) for r in reqs]
+        out: list[Recommendation] = []
+        for i, req in enumerate(reqs):
+            row_scores = self._popularity_scores() if cold[i] else scores[i]
+            idx, sc = top_k(row_scores, k_max, exclude=[exclude[i]], allowed=masks[i])
+            idx, sc = idx[0][: req.k], sc[0][: req.k]
+            keep = idx >= 0
+            items = [
+                RecommendedItem(self.item_ids[j], self.titles[j], float(s))
+                for j, s in zip(idx[keep], sc[keep], strict=True)
+            ]
+            out.append(Recommendation(req.user_id, items, cold[i], None, self.tag))
+        return out
+
+    def _popularity_scores(self) -> np.ndarray:
+        pop = self.popularity
+        return (pop / pop.max()).astype(np.float32) if pop.max() > 0 else pop.astype(np.float32)
+
+    def similar_items(self, item_id: Any, k: int = 10) -> list[RecommendedItem]:
+        """Items nearest to ``item_id`` by vector, the item itself excluded."""
+        self.validate(Request(k=k))
+        row = self.item_row(item_id)
+        scores = self.item_vectors @ self.item_vectors[row]
+        idx, sc = top_k(scores[None, :], k, exclude=[np.array([row])])
+        return [
+            RecommendedItem(self.item_ids[j], self.titles[j], float(s))
+            for j, s in zip(idx[0], sc[0], strict=True)
+            if j >= 0
+        ]
+
+    def with_config(self, **overrides: Any) -> Recommender:
+        """A shallow copy with some serving defaults replaced (used by tests and CLI)."""
+        clone = object.__new__(Recommender)
+        clone.__dict__.update(self.__dict__)
+        clone.config = replace(self.config, **overrides)
+        return clone
+
+
+def _native(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v

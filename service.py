@@ -1,0 +1,137 @@
+"""recbento's BentoML services: a thin HTTP adapter over :mod:`recommender`.
+
+``Encoder`` owns the BERT model (GPU when present) and batches ``encode`` calls
+adaptively; ``Recommender`` owns the bundle and depends on ``Encoder`` for free-text
+queries. Everything worth testing lives in the library.
+
+    bentoml serve                      # the demo model, built on first start
+    RECBENTO_MODEL=movies bentoml serve
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import bentoml
+import numpy as np
+from pydantic import Field
+
+from recommender.service_core import ensure_model
+from recommender.service_http import (
+    Filters,
+    RecommendRequest,
+    call,
+    encoder_settings,
+)
+
+MODEL_TAG = ensure_model()
+ENCODE_BATCH = encoder_settings()
+
+
+@bentoml.service(
+    name="recbento-encoder",
+    resources={"gpu": 1, "cpu": "2"},
+    workers=1,
+    traffic={"timeout": 120},
+)
+class Encoder:
+    """Text -> unit vectors with the model's BERT encoder; batches across requests."""
+
+    bundle = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        from recommender.encoder import TextEncoder
+
+        cfg = json.loads(Path(self.bundle.path, "config.json").read_text())["encoder"]
+        self.encoder = TextEncoder.from_pretrained(
+            cfg.get("path") or cfg.get("name"), max_length=cfg.get("max_length", 128)
+        )
+
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=ENCODE_BATCH["max_batch_size"],
+        max_latency_ms=ENCODE_BATCH["max_latency_ms"],
+    )
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Encode texts into L2-normalised vectors (one row per text)."""
+        return self.encoder.encode(texts)
+
+
+@bentoml.service(
+    name="recbento",
+    workers=1,
+    traffic={"timeout": 60},
+    http={"cors": {"enabled": False}},
+)
+class Recommender:
+    """Recommendations, similar items and encoding over HTTP."""
+
+    bundle = bentoml.models.BentoModel(MODEL_TAG)
+    encoder = bentoml.depends(Encoder)
+
+    def __init__(self) -> None:
+        from recommender.bundle import Bundle
+        from recommender.pipeline import Recommender as Pipeline
+
+        self.pipeline = Pipeline(
+            Bundle.load(self.bundle.path), encode=self._encode_remote, tag=MODEL_TAG
+        )
+
+    def _encode_remote(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.encoder.encode(texts), dtype=np.float32)
+
+    @bentoml.api
+    def recommend(
+        self,
+        user_id: int | str | None = None,
+        history: list[int | str] | None = None,
+        query: str | None = None,
+        k: int = 10,
+        exclude_seen: bool = True,
+        include: Filters | None = None,
+        exclude: Filters | None = None,
+        explain: bool = False,
+    ) -> dict[str, Any]:
+        """Top-k items for a known user, a history of item ids, and/or a free-text query."""
+        req = RecommendRequest(
+            user_id=user_id,
+            history=history,
+            query=query,
+            k=k,
+            exclude_seen=exclude_seen,
+            include=include,
+            exclude=exclude,
+            explain=explain,
+        )
+        return call(lambda: self.pipeline.recommend(req.to_request()).to_dict())
+
+    @bentoml.api
+    def recommend_batch(
+        self, requests: Annotated[list[RecommendRequest], Field(max_length=1024)]
+    ) -> list[dict[str, Any]]:
+        """Many requests in one call; scored with one matrix product."""
+        return call(
+            lambda: [
+                r.to_dict()
+                for r in self.pipeline.recommend_batch([q.to_request() for q in requests])
+            ]
+        )
+
+    @bentoml.api
+    def similar_items(self, item_id: int | str, k: int = 10) -> dict[str, Any]:
+        """Items nearest to ``item_id``."""
+        return call(
+            lambda: {
+                "item_id": item_id,
+                "items": [i.to_dict() for i in self.pipeline.similar_items(item_id, k)],
+            }
+        )
+
+    @bentoml.api
+    def encode(
+        self, texts: Annotated[list[str], Field(min_length=1, max_length=1024)]
+    ) -> np.ndarray:
+        """Texts -> vectors through the batching encoder service."""
+        return self.encoder.encode(texts)
