@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recommender.errors import InputError, NotFoundError
+from recommender.pipeline import Recommender, Request, top_k
+
+
+def ids(rec):
+    return [i.item_id for i in rec.items]
+
+
+@pytest.fixture
+def rec(toy_bundle):
+    return Recommender(toy_bundle)
+
+
+def test_crime_fan_gets_the_remaining_crime_film_first(rec):
+    out = rec.recommend(user_id=10, k=3)
+    assert ids(out)[0] == 3
+    assert not out.cold_start
+    assert {1, 2}.isdisjoint(ids(out))
+
+
+def test_seen_items_can_be_kept(rec):
+    assert ids(rec.recommend(user_id=10, k=2, exclude_seen=False)) == [1, 2]
+
+
+def test_history_without_user(rec):
+    out = rec.recommend(history=[4], k=2)
+    assert ids(out) == [5, 6]
+
+
+def test_string_ids_are_accepted_for_int_catalogues(rec):
+    assert ids(rec.recommend(user_id="10", k=1)) == ids(rec.recommend(user_id=10, k=1))
+    assert ids(rec.recommend(history=["4"], k=1)) == [5]
+
+
+def test_unknown_user_is_a_cold_start_with_popular_items(rec):
+    out = rec.recommend(user_id=999, k=2)
+    assert out.cold_start
+    assert ids(out)[0] == 4  # watched by three users
+
+
+def test_query_is_encoded_and_used(toy_bundle):
+    # a fake encoder that maps any text to the sci-fi axis
+    rec = Recommender(toy_bundle, encode=lambda texts: np.tile([0, 0, 1, 0], (len(texts), 1)))
+    out = rec.recommend(query="space monsters", k=2)
+    assert ids(out) == [7, 8] and not out.cold_start
+
+
+def test_query_blends_with_history(toy_bundle):
+    rec = Recommender(toy_bundle, encode=lambda texts: np.tile([0, 0, 1, 0], (len(texts), 1)))
+    out = rec.recommend(user_id=10, query="space monsters", k=3)
+    assert ids(out)[0] in (7, 8) and 3 in ids(out)
+
+
+def test_include_and_exclude_filters(rec):
+    out = rec.recommend(user_id=10, k=5, include={"genres": ["comedy"]})
+    assert set(ids(out)) == {4, 5, 6}
+    out = rec.recommend(user_id=30, k=5, exclude={"genres": ["Animation", "Horror"]})
+    assert set(ids(out)) == {2, 3}
+
+
+def test_unknown_filter_attribute_names_the_field(rec):
+    with pytest.raises(InputError) as info:
+        rec.recommend(user_id=10, include={"colour": ["red"]})
+    assert info.value.field == "include.colour"
+
+
+@pytest.mark.parametrize("k", [0, -1, 101, 2.5, True])
+def test_k_out_of_range(rec, k):
+    with pytest.raises(InputError) as info:
+        rec.recommend(user_id=10, k=k)
+    assert info.value.field == "k"
+
+
+def test_unknown_history_item_names_its_position(rec):
+    with pytest.raises(NotFoundError) as info:
+        rec.recommend(history=[1, 12345])
+    assert info.value.field == "history[1]"
+
+
+def test_fewer_items_than_k(rec):
+    out = rec.recommend(user_id=30, k=10)
+    assert len(out.items) == 4  # 8 items, 4 seen
+
+
+def test_batch_equals_single(rec):
+    reqs = [Request(user_id=u, k=3) for u in (10, 20, 30, 999)] + [Request(history=[7], k=2)]
+    batch = rec.recommend_batch(reqs)
+    for req, got in zip(reqs, batch, strict=True):
+        one = rec.recommend(req)
+        assert ids(got) == ids(one)
+        assert [i.score for i in got.items] == pytest.approx([i.score for i in one.items])
+
+
+def test_similar_items(rec):
+    out = rec.similar_items(7, k=1)
+    assert [i.item_id for i in out] == [8]
+    with pytest.raises(NotFoundError):
+        rec.similar_items(404)
+
+
+def test_top_k_pads_and_respects_masks():
+    scores = np.array([[0.5, 0.1, 0.9], [0.2, 0.8, 0.4]])
+    idx, sc = top_k(
+        scores, 4, exclude=[np.array([2]), np.array([])], allowed=np.array([True, True, True])
+    )
+    assert idx.tolist() == [[0, 1, -1, -1], [1, 2, 0, -1]]
+    assert np.isneginf(sc[0, 2])
+
+
+def test_response_is_json_ready(rec):
+    import json
+
+    d = rec.recommend(user_id=10, k=2).to_dict()
+    assert json.loads(json.dumps(d))["items"][0]["item_id"] == 3
