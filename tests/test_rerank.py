@@ -20,7 +20,12 @@ from recommender.item_signals import (
 from recommender.rerank import RERANK_KNOBS, RerankConfig, Reranker, minmax
 
 OFF = RerankConfig().replace(
-    group_popularity=0.0, hotness=0.0, freshness=0.0, diversity=0.0, calibration=0.0
+    group_popularity=0.0,
+    hotness=0.0,
+    freshness=0.0,
+    diversity=0.0,
+    calibration=0.0,
+    longtail_min_share=0.0,
 )
 
 
