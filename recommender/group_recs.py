@@ -24,13 +24,22 @@ Examples
 from __future__ import annotations
 
 import logging
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 
 from recommender.errors import InputError
 
-__all__ = ["STRATEGIES", "Strategy", "aggregate_group_scores", "top_k_for_group"]
+if TYPE_CHECKING:
+    from recommender.groups import UserGroups
+
+__all__ = [
+    "STRATEGIES",
+    "Strategy",
+    "aggregate_group_scores",
+    "group_context",
+    "top_k_for_group",
+]
 
 log = logging.getLogger(__name__)
 
@@ -146,3 +155,37 @@ def top_k_for_group(
     cand = np.flatnonzero(allowed)
     order = cand[np.lexsort((cand, -g[cand]))][: int(k)]
     return order.astype(np.int64), g[order]
+
+
+def group_context(
+    member_vectors: np.ndarray,
+    member_profiles: np.ndarray | None = None,
+    groups: UserGroups | None = None,
+) -> tuple[int | None, np.ndarray | None]:
+    """What the reranker needs for a group of people: one user group and one entity profile.
+
+    The people's user group is the group nearest to the mean of their L2-normalised vectors;
+    their profile (for calibration) is the mean of their entity distributions.
+
+    Parameters
+    ----------
+    member_vectors : ndarray, shape (n_members, d)
+    member_profiles : ndarray, shape (n_members, n_entities), optional
+        Each member's ``user_entity_profile``.
+    groups : UserGroups, optional
+        Fitted groups; without them the returned group is ``None``.
+
+    Returns
+    -------
+    group : int or None
+    profile : ndarray of shape (n_entities,) or None
+    """
+    v = np.atleast_2d(np.asarray(member_vectors, dtype=np.float64))
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    mean = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0).mean(axis=0)
+    group = None if groups is None else int(groups.predict(mean[None, :])[0])
+    profile = None
+    if member_profiles is not None:
+        prof = np.atleast_2d(np.asarray(member_profiles, dtype=np.float64)).mean(axis=0)
+        profile = prof / prof.sum() if prof.sum() > 0 else prof
+    return group, profile

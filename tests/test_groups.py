@@ -10,7 +10,12 @@ import pytest
 import scipy.sparse as sp
 
 from recommender.errors import BundleError, InputError
-from recommender.group_recs import STRATEGIES, aggregate_group_scores, top_k_for_group
+from recommender.group_recs import (
+    STRATEGIES,
+    aggregate_group_scores,
+    group_context,
+    top_k_for_group,
+)
 from recommender.groups import (
     GroupPortrait,
     UserGroups,
@@ -193,3 +198,12 @@ def test_group_recs_exclude_normalise_and_errors():
         aggregate_group_scores(TOY, "dictator")
     with pytest.raises(InputError):
         top_k_for_group(TOY, 0)
+
+
+def test_group_context_picks_the_shared_group_and_mean_profile():
+    vecs, ui, _, _, truth = _planted()
+    g = UserGroups(n_groups=2, random_state=0).fit(vecs)
+    group, prof = group_context(vecs[:3], np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]), g)
+    assert group == int(g.labels_[0])
+    np.testing.assert_allclose(prof, [0.5, 0.5])
+    assert group_context(vecs[:2]) == (None, None)

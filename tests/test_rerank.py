@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recommender.errors import InputError
 from recommender.item_signals import (
@@ -226,3 +228,32 @@ def test_minmax_and_entity_matrix_columns():
     assert sp.issparse(m) and m.toarray().tolist() == [[1, 1, 1], [0, 0, 0]]
     with pytest.raises(InputError):
         item_entity_matrix(items, ["genres"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 25),
+    k=st.integers(1, 12),
+    seed=st.integers(0, 10_000),
+    diversity=st.floats(0, 1),
+    calibration=st.floats(0, 2),
+    share=st.floats(0, 1),
+)
+def test_rerank_returns_distinct_candidates(n, k, seed, diversity, calibration, share):
+    rng = np.random.default_rng(seed)
+    vecs = _unit(rng.normal(size=(30, 4)))
+    ent = sp.csr_matrix(rng.random((30, 3)) > 0.5, dtype=float)
+    act = item_activity(rng.integers(0, 30, 200), rng.integers(0, 10**7, 200), 30)
+    rr = Reranker(vecs, activity=act, item_entities=ent, group_popularity=rng.random((2, 30)))
+    cand = rng.permutation(30)[:n]
+    cfg = RerankConfig().replace(
+        diversity=diversity, calibration=calibration, longtail_min_share=share,
+        group_popularity=0.1, hotness=0.1,
+    )
+    idx, scores = rr.rerank(cand, rng.normal(size=n), k, group=1,
+                            user_profile=rng.random(3), config=cfg)
+    assert len(idx) == min(k, n) == len(set(idx.tolist())) == len(scores)
+    assert set(idx.tolist()) <= set(cand.tolist())
+    n_tail_available = int(rr.longtail(cand).sum())
+    need = min(int(np.ceil(share * len(idx) - 1e-9)), n_tail_available)
+    assert rr.longtail(idx).sum() >= need
