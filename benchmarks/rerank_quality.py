@@ -45,7 +45,13 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from benchmarks.baselines import EASE, interaction_matrix
-from recommender.eval import coverage_at_k, hit_rate_at_k, leave_last_out, ndcg_at_k
+from recommender.eval import (
+    coverage_at_k,
+    hit_positions,
+    hit_rate_at_k,
+    leave_last_out,
+    ndcg_at_k,
+)
 from recommender.groups import UserGroups, plot_groups, portraits_table
 from recommender.item_signals import (
     entity_distribution,
@@ -117,7 +123,10 @@ def item_vectors(items: pd.DataFrame, cache: Path) -> np.ndarray:
 
 
 def recency_user_vectors(
-    train: pd.DataFrame, user_index: pd.Index, item_index: pd.Index, vecs: np.ndarray,
+    train: pd.DataFrame,
+    user_index: pd.Index,
+    item_index: pd.Index,
+    vecs: np.ndarray,
     half_life: float = 20.0,
 ) -> np.ndarray:
     """Recency-weighted mean of item vectors over each user's training history."""
@@ -165,8 +174,9 @@ def ild(topk: np.ndarray, vecs: np.ndarray) -> float:
     return float(np.mean(1.0 - off))
 
 
-def calibration_kl(topk: np.ndarray, dist: sp.csr_matrix, profiles: np.ndarray,
-                   alpha: float = 0.01) -> float:
+def calibration_kl(
+    topk: np.ndarray, dist: sp.csr_matrix, profiles: np.ndarray, alpha: float = 0.01
+) -> float:
     """Mean Steck KL(p_u || q~_list) with uniform item weights."""
     kls = []
     for u in range(topk.shape[0]):
@@ -193,8 +203,9 @@ def evaluate(topk, test_idx, *, vecs, genre_vecs, dist, profiles, tail, n_items)
 class Bench:
     """Everything one split needs: EASE candidates, groups, reranker, metric context."""
 
-    def __init__(self, items: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame,
-                 vecs: np.ndarray) -> None:
+    def __init__(
+        self, items: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, vecs: np.ndarray
+    ) -> None:
         item_index = pd.Index(items["item_id"])
         user_index = pd.Index(np.sort(train["user_id"].unique()))
         n_items = len(items)
@@ -212,10 +223,15 @@ class Bench:
         t0 = time.perf_counter()
         uvecs = recency_user_vectors(train, user_index, item_index, vecs)
         self.groups = UserGroups(n_groups_range=(2, 10), random_state=0).fit(uvecs, user_items=X)
-        log.info("groups: %d (silhouette %.3f) in %.1fs", self.groups.n_groups_,
-                 self.groups.silhouette_, time.perf_counter() - t0)
-        self.rr = Reranker.from_tables(items, train, vecs,
-                                       group_popularity=self.groups.group_popularity_)
+        log.info(
+            "groups: %d (silhouette %.3f) in %.1fs",
+            self.groups.n_groups_,
+            self.groups.silhouette_,
+            time.perf_counter() - t0,
+        )
+        self.rr = Reranker.from_tables(
+            items, train, vecs, group_popularity=self.groups.group_popularity_
+        )
         ent, names = item_entity_matrix(items)
         dist = entity_distribution(ent)
         hist_rows = X[test_rows]
@@ -225,23 +241,65 @@ class Bench:
         self.user_groups = self.groups.labels_[test_rows]
         self.uvecs, self.X, self.ent, self.ent_names = uvecs, X, ent, names
         tail = longtail_mask(self.rr.activity.popularity, 0.8)
-        self.ctx = dict(vecs=vecs, genre_vecs=ent.toarray(), dist=dist, profiles=self.profiles,
-                        tail=tail, n_items=n_items)
+        self.ctx = dict(
+            vecs=vecs,
+            genre_vecs=ent.toarray(),
+            dist=dist,
+            profiles=self.profiles,
+            tail=tail,
+            n_items=n_items,
+        )
 
     def run(self, cfg: RerankConfig) -> dict:
         t = time.perf_counter()
-        topk, _ = self.rr.rerank_batch(self.cand, self.rel, K, groups=self.user_groups,
-                                       user_profiles=self.profiles, config=cfg)
+        topk, _ = self.rr.rerank_batch(
+            self.cand, self.rel, K, groups=self.user_groups, user_profiles=self.profiles, config=cfg
+        )
         ms = (time.perf_counter() - t) * 1000 / len(self.cand)
-        return {**evaluate(topk, self.test_idx, **self.ctx), "ms_per_user": ms,
-                "config": cfg.get_config()}
+        pos = hit_positions(topk, self.test_idx)
+        gains = np.where(pos >= 0, 1.0 / np.log2(np.maximum(pos, 0) + 2.0), 0.0)
+        return {
+            **evaluate(topk, self.test_idx, **self.ctx),
+            "ms_per_user": ms,
+            "config": cfg.get_config(),
+            "_gains": gains,
+        }
+
+    def latency(self, cfg: RerankConfig, n: int = 300) -> dict[str, float]:
+        """Single-request ``rerank`` wall time (200 candidates -> k=10), in ms."""
+        times = []
+        for r in range(min(n, len(self.cand))):
+            t = time.perf_counter()
+            self.rr.rerank(
+                self.cand[r],
+                self.rel[r],
+                K,
+                group=int(self.user_groups[r]),
+                user_profile=self.profiles[r],
+                config=cfg,
+            )
+            times.append((time.perf_counter() - t) * 1000)
+        return {
+            "p50_ms": float(np.percentile(times, 50)),
+            "p95_ms": float(np.percentile(times, 95)),
+        }
 
     def table(self, configs: dict[str, RerankConfig]) -> dict[str, dict]:
         rows = {n: self.run(c) for n, c in tqdm(configs.items(), desc="configs")}
         base = rows["off"]
+        rng = np.random.default_rng(0)
+        boot = rng.integers(0, len(base["_gains"]), (2000, len(base["_gains"])))
         for r in rows.values():
             for m in ("ndcg@10", "ild", "coverage@10"):
                 r[f"{m}_vs_off"] = r[m] / base[m] - 1.0
+            # paired bootstrap over users: 95% interval of the relative NDCG change
+            rel = r["_gains"][boot].mean(1) / np.maximum(base["_gains"][boot].mean(1), 1e-12)
+            r["ndcg_vs_off_ci95"] = [
+                float(np.percentile(rel, 2.5) - 1),
+                float(np.percentile(rel, 97.5) - 1),
+            ]
+        for r in rows.values():
+            del r["_gains"]
         return rows
 
 
@@ -249,13 +307,19 @@ COLS = ["ndcg@10", "hr@10", "ild", "ild_genre", "calib_kl", "longtail", "coverag
 
 
 def print_table(rows: dict[str, dict]) -> None:
-    print("| config | " + " | ".join(COLS) + " | NDCG vs off | ILD vs off | cov. vs off "
-          "| ms/user |")
+    print(
+        "| config | " + " | ".join(COLS) + " | NDCG vs off [95% CI] | ILD vs off "
+        "| cov. vs off | ms/user |"
+    )
     print("|---|" + "---:|" * (len(COLS) + 4))
     for name, r in rows.items():
-        print(f"| {name} | " + " | ".join(f"{r[c]:.4f}" for c in COLS)
-              + f" | {r['ndcg@10_vs_off']:+.1%} | {r['ild_vs_off']:+.1%} "
-              f"| {r['coverage@10_vs_off']:+.1%} | {r['ms_per_user']:.2f} |")
+        lo, hi = r["ndcg_vs_off_ci95"]
+        print(
+            f"| {name} | "
+            + " | ".join(f"{r[c]:.4f}" for c in COLS)
+            + f" | {r['ndcg@10_vs_off']:+.1%} [{lo:+.0%}, {hi:+.0%}] | {r['ild_vs_off']:+.1%} "
+            f"| {r['coverage@10_vs_off']:+.1%} | {r['ms_per_user']:.2f} |"
+        )
 
 
 def tuning_grid() -> dict[str, RerankConfig]:
@@ -267,7 +331,8 @@ def tuning_grid() -> dict[str, RerankConfig]:
             for g in (0.0, 0.05):
                 for lt in (0.0, 0.1):
                     grid[f"d={d} c={c} g={g} lt={lt}"] = d0.replace(
-                        diversity=d, calibration=c, group_popularity=g, longtail_min_share=lt)
+                        diversity=d, calibration=c, group_popularity=g, longtail_min_share=lt
+                    )
     for h in (0.02, 0.05):
         grid[f"hotness={h}"] = d0.replace(hotness=h)
         grid[f"freshness={h}"] = d0.replace(freshness=h)
@@ -279,8 +344,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--items", type=Path, default=DATA / "items.csv")
     ap.add_argument("--interactions", type=Path, default=DATA / "interactions.csv")
     ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--tune", action="store_true",
-                    help="grid on a validation split (each user's second-to-last item) instead")
+    ap.add_argument(
+        "--tune",
+        action="store_true",
+        help="grid on a validation split (each user's second-to-last item) instead",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -302,37 +370,68 @@ def main(argv: list[str] | None = None) -> dict:
     bench = Bench(items, train, test, vecs)
     default = RerankConfig()
     configs = {"off": OFF, "default": default, "diversity-heavy": HEAVY}
-    configs |= {f"diversity={d}": default.replace(diversity=d)
-                for d in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)}
+    configs |= {
+        f"diversity={d}": default.replace(diversity=d)
+        for d in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
+    }
     configs |= {f"calibration={c}": default.replace(calibration=c) for c in (0.0, 0.3, 0.6)}
     configs |= {f"group_popularity={g}": default.replace(group_popularity=g) for g in (0.1, 0.3)}
-    configs |= {f"longtail_min_share={s}": default.replace(longtail_min_share=s)
-                for s in (0.0, 0.2, 0.3, 0.5)}
-    configs |= {"hotness=0.05": default.replace(hotness=0.05),
-                "freshness=0.05": default.replace(freshness=0.05)}
+    configs |= {
+        f"longtail_min_share={s}": default.replace(longtail_min_share=s)
+        for s in (0.0, 0.2, 0.3, 0.5)
+    }
+    configs |= {
+        "hotness=0.05": default.replace(hotness=0.05),
+        "freshness=0.05": default.replace(freshness=0.05),
+    }
     rows = bench.table(configs)
-    print(f"\nRerank quality, MovieLens-small leave-last-out, {len(bench.test_idx)} users, "
-          f"EASE top-{N_CANDIDATES} candidates, K={K}, {bench.groups.n_groups_} user groups\n")
+    print(
+        f"\nRerank quality, MovieLens-small leave-last-out, {len(bench.test_idx)} users, "
+        f"EASE top-{N_CANDIDATES} candidates, K={K}, {bench.groups.n_groups_} user groups\n"
+    )
     print_table(rows)
+    lat = {n: bench.latency(c) for n, c in (("default", default), ("diversity-heavy", HEAVY))}
+    print("\nSingle-request rerank latency, 200 candidates -> k=10 (1 process, CPU):")
+    for n, v in lat.items():
+        print(f"- {n}: p50 {v['p50_ms']:.2f} ms, p95 {v['p95_ms']:.2f} ms")
 
     args.out.mkdir(parents=True, exist_ok=True)
-    portraits = bench.groups.portraits(bench.X, bench.ent, bench.ent_names,
-                                       item_ids=items["title"].tolist())
+    portraits = bench.groups.portraits(
+        bench.X, bench.ent, bench.ent_names, item_ids=items["title"].tolist()
+    )
     print("\nUser groups (recency-weighted MiniLM user vectors, k by silhouette)\n")
     print(portraits_table(portraits))
-    plot_groups(bench.uvecs, bench.groups.labels_, portraits, args.out / "groups_movielens.png",
-                title="MovieLens-small")
+    plot_groups(
+        bench.uvecs,
+        bench.groups.labels_,
+        portraits,
+        args.out / "groups_movielens.png",
+        title="MovieLens-small",
+    )
     meta = {
-        "dataset": str(args.interactions.parent), "users": int(len(bench.test_idx)), "k": K,
-        "candidates": N_CANDIDATES, "base": "EASE lambda 500",
-        "n_groups": bench.groups.n_groups_, "silhouette": bench.groups.silhouette_,
+        "dataset": str(args.interactions.parent),
+        "users": int(len(bench.test_idx)),
+        "k": K,
+        "candidates": N_CANDIDATES,
+        "base": "EASE lambda 500",
+        "n_groups": bench.groups.n_groups_,
+        "silhouette": bench.groups.silhouette_,
         "user_vectors": "recency-weighted mean of MiniLM item vectors (half-life 20 items)",
         "ild": "1 - mean pairwise cosine of MiniLM item vectors (ild_genre: genre vectors)",
         "calib_kl": "Steck KL(p_u || q~), alpha 0.01, genres",
         "longtail": "items outside the head holding 80% of training interactions",
     }
-    (args.out / "rerank_quality.json").write_text(json.dumps(
-        {"meta": meta, "rows": rows, "groups": [p.to_dict() for p in portraits]}, indent=2))
+    (args.out / "rerank_quality.json").write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "rows": rows,
+                "latency": lat,
+                "groups": [p.to_dict() for p in portraits],
+            },
+            indent=2,
+        )
+    )
     _pareto(rows, args.out / "rerank_pareto.png")
     log.info("wrote %s and %s", args.out / "rerank_quality.json", args.out / "rerank_pareto.png")
     return rows
@@ -345,24 +444,43 @@ def _pareto(rows: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-    for ax, metric, label in ((axes[0], "ild", "intra-list diversity (MiniLM)"),
-                              (axes[1], "coverage@10", "catalogue coverage@10")):
-        div = sorted((r for n, r in rows.items() if n.startswith("diversity=")),
-                     key=lambda r: r["config"]["diversity"])
-        ax.plot([r[metric] for r in div], [r["ndcg@10"] for r in div], "o-", color="tab:blue",
-                label="default, diversity swept")
+    for ax, metric, label in (
+        (axes[0], "ild", "intra-list diversity (MiniLM)"),
+        (axes[1], "coverage@10", "catalogue coverage@10"),
+    ):
+        div = sorted(
+            (r for n, r in rows.items() if n.startswith("diversity=")),
+            key=lambda r: r["config"]["diversity"],
+        )
+        ax.plot(
+            [r[metric] for r in div],
+            [r["ndcg@10"] for r in div],
+            "o-",
+            color="tab:blue",
+            label="default, diversity swept",
+        )
         for d, r in zip([r["config"]["diversity"] for r in div], div, strict=True):
-            ax.annotate(f"{d:g}", (r[metric], r["ndcg@10"]), fontsize=7,
-                        textcoords="offset points", xytext=(3, 3))
+            ax.annotate(
+                f"{d:g}",
+                (r[metric], r["ndcg@10"]),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(3, 3),
+            )
         others = {n: r for n, r in rows.items() if not n.startswith(("diversity=", "grid"))}
         for n, r in others.items():
             big = n in ("off", "default", "diversity-heavy")
-            ax.scatter(r[metric], r["ndcg@10"], s=70 if big else 20, zorder=3,
-                       marker="*" if big else "x")
-            ax.annotate(n, (r[metric], r["ndcg@10"]), fontsize=8 if big else 6,
-                        textcoords="offset points", xytext=(4, -8))
-        ax.axhline(rows["off"]["ndcg@10"] * 0.97, color="grey", ls="--", lw=0.8,
-                   label="off - 3%")
+            ax.scatter(
+                r[metric], r["ndcg@10"], s=70 if big else 20, zorder=3, marker="*" if big else "x"
+            )
+            ax.annotate(
+                n,
+                (r[metric], r["ndcg@10"]),
+                fontsize=8 if big else 6,
+                textcoords="offset points",
+                xytext=(4, -8),
+            )
+        ax.axhline(rows["off"]["ndcg@10"] * 0.97, color="grey", ls="--", lw=0.8, label="off - 3%")
         ax.set_xlabel(label)
         ax.set_ylabel("NDCG@10")
         ax.legend(fontsize=8)

@@ -57,7 +57,9 @@ def _normalise(scores: np.ndarray, how: str) -> np.ndarray:
     if how == "zscore":
         sd = scores.std(axis=1, keepdims=True)
         return np.divide(
-            scores - scores.mean(axis=1, keepdims=True), sd, out=np.zeros_like(scores),
+            scores - scores.mean(axis=1, keepdims=True),
+            sd,
+            out=np.zeros_like(scores),
             where=sd > 0,
         )
     raise InputError(

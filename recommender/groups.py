@@ -1,4 +1,4 @@
-"""User groups: discovery with k-means, the in-group item popularity, and group portraits.
+"""User groups: discovery with k-means on user vectors (+ attributes), prediction, save/load.
 
 Features are the L2-normalised user vectors, optionally followed by one-hot (multi-hot for
 ``|``-separated values) user attributes. Each attribute column's block is scaled to norm
@@ -30,7 +30,6 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,13 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from recommender.errors import BundleError, InputError
+from recommender.group_portraits import (
+    GroupPortrait,
+    describe_groups,
+    group_item_popularity,
+    plot_groups,
+    portraits_table,
+)
 
 __all__ = [
     "GroupPortrait",
@@ -53,70 +59,6 @@ log = logging.getLogger(__name__)
 
 _FORMAT_VERSION = 1
 _NUMERIC_BINS = 5
-
-
-@dataclass
-class GroupPortrait:
-    """What characterises one group.
-
-    Attributes
-    ----------
-    group : int
-    size : int
-        Number of users.
-    share : float
-        ``size`` over all users.
-    top_entities : list of dict
-        ``{"entity", "lift", "share"}``: entities whose share of the group's interactions most
-        exceeds their share of everyone's (``lift = group share / population share``).
-    top_items : list of dict
-        ``{"item", "share"}``: the group's most interacted items (``item`` is an item id when
-        ids were given, else an item index) and their share of the group's interactions.
-    attribute_mix : dict
-        ``{column: {value: share of the group's users}}`` (top values), when users had attributes.
-    """
-
-    group: int
-    size: int
-    share: float
-    top_entities: list[dict[str, Any]] = field(default_factory=list)
-    top_items: list[dict[str, Any]] = field(default_factory=list)
-    attribute_mix: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (the ``groups`` API returns a list of these)."""
-        return asdict(self)
-
-
-def group_item_popularity(
-    labels: np.ndarray, user_items: sp.spmatrix, n_groups: int
-) -> np.ndarray:
-    """Per-group item popularity: each row is the share of the group's interactions per item.
-
-    Parameters
-    ----------
-    labels : array of int, shape (n_users,)
-    user_items : sparse, shape (n_users, n_items)
-        Interaction counts or weights.
-    n_groups : int
-
-    Returns
-    -------
-    ndarray, shape (n_groups, n_items); each row sums to 1 (or is 0 for an empty group).
-    """
-    labels = np.asarray(labels, dtype=np.int64)
-    ui = sp.csr_matrix(user_items, dtype=np.float64)
-    if ui.shape[0] != labels.size:
-        raise InputError(
-            f"user_items has {ui.shape[0]} rows, expected {labels.size} (one per user)",
-            field="user_items",
-        )
-    member = sp.csr_matrix(
-        (np.ones(labels.size), (labels, np.arange(labels.size))), shape=(n_groups, labels.size)
-    )
-    pop = np.asarray((member @ ui).todense())
-    sums = pop.sum(axis=1, keepdims=True)
-    return np.divide(pop, sums, out=np.zeros_like(pop), where=sums > 0)
 
 
 class UserGroups:
@@ -153,6 +95,8 @@ class UserGroups:
         Bin edges of binned numeric attribute columns.
     group_popularity_ : ndarray, shape (n_groups, n_items), or None
         Set by ``fit(..., user_items=...)``; see :func:`group_item_popularity`.
+    portraits_ : list of GroupPortrait
+        Set by :meth:`load` when portraits were saved with the groups (else empty).
     """
 
     def __init__(
@@ -296,9 +240,7 @@ class UserGroups:
 
         if self.n_groups is not None:
             if not 1 <= int(self.n_groups) <= n:
-                raise InputError(
-                    f"n_groups={self.n_groups} must be in [1, {n}]", field="n_groups"
-                )
+                raise InputError(f"n_groups={self.n_groups} must be in [1, {n}]", field="n_groups")
             ks = [int(self.n_groups)]
         else:
             lo, hi = (int(v) for v in self.n_groups_range)
@@ -339,8 +281,10 @@ class UserGroups:
             else group_item_popularity(self.labels_, user_items, self.n_groups_)
         )
         log.info(
-            "found %d user groups (silhouette %.3f) among %d users", self.n_groups_,
-            self.silhouette_, n,
+            "found %d user groups (silhouette %.3f) among %d users",
+            self.n_groups_,
+            self.silhouette_,
+            n,
         )
         return self
 
@@ -348,9 +292,7 @@ class UserGroups:
         if not hasattr(self, "centers_"):
             raise InputError("UserGroups is not fitted; call fit() or load() first", field="groups")
 
-    def predict(
-        self, vectors: np.ndarray, attributes: pd.DataFrame | None = None
-    ) -> np.ndarray:
+    def predict(self, vectors: np.ndarray, attributes: pd.DataFrame | None = None) -> np.ndarray:
         """Nearest group of each user (works for users never seen in ``fit``).
 
         Parameters
@@ -376,9 +318,7 @@ class UserGroups:
         else:
             feats = self._unit(x)
             centers = self.centers_[:, : self.vector_dim_]
-        d2 = (
-            (feats**2).sum(1, keepdims=True) - 2 * feats @ centers.T + (centers**2).sum(1)[None]
-        )
+        d2 = (feats**2).sum(1, keepdims=True) - 2 * feats @ centers.T + (centers**2).sum(1)[None]
         return np.argmin(d2, axis=1).astype(np.int64)
 
     # ------------------------------------------------------------------ portraits
@@ -389,87 +329,19 @@ class UserGroups:
         entity_names: Sequence[str] | None = None,
         *,
         labels: np.ndarray | None = None,
-        item_ids: Sequence[Any] | None = None,
-        user_attributes: pd.DataFrame | None = None,
-        top_n: int = 5,
-        min_share: float = 0.01,
+        **kwargs: Any,
     ) -> list[GroupPortrait]:
-        """Describe each group.
+        """Describe each group (:func:`recommender.group_portraits.describe_groups`).
 
-        Parameters
-        ----------
-        user_items : sparse, shape (n_users, n_items)
-            Interactions of the users in ``labels`` order.
-        item_entities : sparse, shape (n_items, n_entities), optional
-            From :func:`recommender.item_signals.item_entity_matrix`.
-        entity_names : sequence of str, optional
-            Column names of ``item_entities``.
-        labels : array of int, optional
-            Group of each user; default :attr:`labels_`.
-        item_ids : sequence, optional
-            Item id per item index, to report ids instead of indices.
-        user_attributes : DataFrame, optional
-            Attribute columns per user for the attribute mix.
-        top_n : int
-            Entities, items and attribute values listed per group.
-        min_share : float
-            Entities must make up at least this share of a group's entity mentions to be
-            listed, so tiny niches with huge lift do not crowd out what defines the group.
+        ``labels`` default to :attr:`labels_` (the users ``fit`` saw, in that order); other
+        keyword arguments (``item_ids``, ``user_attributes``, ``top_n``, ``min_share``) are
+        passed through.
         """
         self._check_fitted()
-        labels = self.labels_ if labels is None else np.asarray(labels, dtype=np.int64)
-        ui = sp.csr_matrix(user_items, dtype=np.float64)
-        if ui.shape[0] != labels.size:
-            raise InputError(
-                f"user_items has {ui.shape[0]} rows, expected {labels.size}", field="user_items"
-            )
-        pop = group_item_popularity(labels, (ui > 0).astype(np.float64), self.n_groups_)
-        counts = np.bincount(labels, minlength=self.n_groups_)
-        ent_share = overall = None
-        if item_entities is not None:
-            ent = sp.csr_matrix(item_entities, dtype=np.float64)
-            names = list(entity_names) if entity_names is not None else [
-                str(i) for i in range(ent.shape[1])
-            ]
-            mentions = pop @ ent  # (n_groups, n_entities): group's mass on each entity
-            item_total = np.asarray((ui > 0).sum(axis=0)).ravel().astype(np.float64)
-            overall = np.asarray(ent.T @ item_total).ravel()
-            overall = overall / overall.sum() if overall.sum() > 0 else overall
-            ent_share = mentions / np.maximum(mentions.sum(axis=1, keepdims=True), 1e-12)
-        out = []
-        for g in range(self.n_groups_):
-            p = GroupPortrait(group=g, size=int(counts[g]), share=float(counts[g] / labels.size))
-            if ent_share is not None and overall is not None:
-                share = ent_share[g]
-                lift = np.divide(share, overall, out=np.zeros_like(share), where=overall > 0)
-                ok = np.flatnonzero(share >= min_share)
-                top = ok[np.lexsort((ok, -lift[ok]))][:top_n]
-                p.top_entities = [
-                    {"entity": names[e], "lift": round(float(lift[e]), 4),
-                     "share": round(float(share[e]), 4)}
-                    for e in top
-                ]
-            row = pop[g]
-            top_items = np.lexsort((np.arange(row.size), -row))[:top_n]
-            p.top_items = [
-                {"item": _jsonable(item_ids[i]) if item_ids is not None else int(i),
-                 "share": round(float(row[i]), 4)}
-                for i in top_items
-                if row[i] > 0
-            ]
-            if user_attributes is not None:
-                attrs = user_attributes.drop(columns=["user_id"], errors="ignore")
-                attrs = attrs.reset_index(drop=True)
-                members = np.flatnonzero(labels == g)
-                for col in attrs.columns:
-                    vals = attrs[col].iloc[members].astype("string").fillna("")
-                    vals = vals.str.split("|").explode().str.strip()
-                    mix = vals[vals != ""].value_counts() / max(members.size, 1)
-                    p.attribute_mix[str(col)] = {
-                        str(k): round(float(v), 4) for k, v in mix.head(top_n).items()
-                    }
-            out.append(p)
-        return out
+        labels = self.labels_ if labels is None else labels
+        return describe_groups(
+            labels, self.n_groups_, user_items, item_entities, entity_names, **kwargs
+        )
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:
@@ -486,18 +358,27 @@ class UserGroups:
             "numeric_bins_": self.numeric_bins_,
         }
 
-    def save(self, directory: str | Path) -> None:
-        """Write ``groups.json`` and ``groups.safetensors`` into ``directory``."""
+    def save(self, directory: str | Path, portraits: Sequence[GroupPortrait] | None = None) -> None:
+        """Write ``groups.json`` and ``groups.safetensors`` into ``directory``.
+
+        ``portraits`` (from :meth:`portraits`) are stored in ``groups.json`` so a service can
+        answer the ``groups`` API without the interactions; :meth:`load` puts them in
+        ``portraits_``.
+        """
         from safetensors.numpy import save_file
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        (d / "groups.json").write_text(json.dumps(self.to_dict(), indent=2))
+        meta = self.to_dict()
+        if portraits is not None:
+            meta["portraits"] = [p.to_dict() for p in portraits]
+        (d / "groups.json").write_text(json.dumps(meta, indent=2))
         arrays = {"centers_": self.centers_, "labels_": self.labels_}
         if self.group_popularity_ is not None:
             arrays["group_popularity_"] = self.group_popularity_.astype(np.float32)
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()},
-                  str(d / "groups.safetensors"))
+        save_file(
+            {k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(d / "groups.safetensors")
+        )
 
     @classmethod
     def load(cls, directory: str | Path) -> UserGroups:
@@ -526,73 +407,5 @@ class UserGroups:
         g.labels_ = arrays["labels_"].astype(np.int64)
         gp = arrays.get("group_popularity_")
         g.group_popularity_ = None if gp is None else gp.astype(np.float64)
+        g.portraits_ = [GroupPortrait(**p) for p in meta.get("portraits", [])]
         return g
-
-
-def portraits_table(portraits: Sequence[GroupPortrait], *, n_entities: int = 3) -> str:
-    """A Markdown table of portraits, for the CLI and reports."""
-    lines = [
-        "| group | users | share | top entities (lift) | top items |",
-        "|---:|---:|---:|---|---|",
-    ]
-    for p in portraits:
-        ents = ", ".join(f"{e['entity']} ({e['lift']:.2f})" for e in p.top_entities[:n_entities])
-        items = ", ".join(str(i["item"]) for i in p.top_items[:3])
-        lines.append(f"| {p.group} | {p.size} | {p.share:.1%} | {ents} | {items} |")
-    return "\n".join(lines)
-
-
-def plot_groups(
-    user_vectors: np.ndarray,
-    labels: np.ndarray,
-    portraits: Sequence[GroupPortrait],
-    path: str | Path,
-    *,
-    random_state: int = 0,
-    title: str = "User groups",
-) -> Path:
-    """PNG: users in 2-D (PCA) coloured by group, and each group's top entities by lift.
-
-    Returns the path written.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.decomposition import PCA
-
-    x = np.asarray(user_vectors, dtype=np.float64)
-    labels = np.asarray(labels)
-    xy = PCA(n_components=2, random_state=random_state).fit_transform(x) if x.shape[1] > 2 else x
-    n = len(portraits)
-    cols = min(n, 4)
-    rows = math.ceil(n / cols) if n else 1
-    fig = plt.figure(figsize=(6 + 3.2 * cols, max(5, 2.6 * rows)))
-    grid = fig.add_gridspec(rows, cols + 2)
-    ax = fig.add_subplot(grid[:, :2])
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
-    for p in portraits:
-        m = labels == p.group
-        ax.scatter(xy[m, 0], xy[m, 1], s=8, alpha=0.6, color=cmap(p.group % cmap.N),
-                   label=f"group {p.group} ({p.size})")
-    ax.set_title(f"{title}: PCA of user vectors")
-    ax.legend(fontsize=7, markerscale=2)
-    for i, p in enumerate(portraits):
-        a = fig.add_subplot(grid[i // cols, 2 + i % cols])
-        ents = p.top_entities[::-1]
-        a.barh([e["entity"].split(":", 1)[-1] for e in ents], [e["lift"] for e in ents],
-               color=cmap(p.group % cmap.N))
-        a.axvline(1.0, color="grey", lw=0.8, ls="--")
-        a.set_title(f"group {p.group}: lift", fontsize=9)
-        a.tick_params(labelsize=7)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    log.info("wrote group plot to %s", out)
-    return out
-
-
-def _jsonable(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v

@@ -102,9 +102,7 @@ def item_entity_matrix(
         values = items[col]
         if pd.api.types.is_float_dtype(values):  # e.g. year read as float because of NaN
             values = values.map(_number_text)
-        exploded = (
-            values.astype("string").fillna("").str.split(sep).explode().str.strip()
-        )
+        exploded = values.astype("string").fillna("").str.split(sep).explode().str.strip()
         exploded = exploded[exploded.fillna("") != ""]
         rows.append(pd.DataFrame({"row": exploded.index.to_numpy(), "name": col + ":" + exploded}))
     pairs = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame({"row": [], "name": []})

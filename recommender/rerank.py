@@ -393,6 +393,13 @@ class Reranker:
             return np.zeros(0, np.int64), np.zeros(0)
         base = self._base(cand, rel, group, cfg)
 
+        if user_profile is not None and self.item_dist is not None:
+            if np.shape(user_profile) != (self.item_dist.shape[1],):
+                raise InputError(
+                    f"user_profile has shape {np.shape(user_profile)}, expected "
+                    f"({self.item_dist.shape[1]},) (one weight per entity)",
+                    field="user_profile",
+                )
         use_cal = (
             cfg.calibration > 0
             and user_profile is not None

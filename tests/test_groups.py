@@ -117,9 +117,11 @@ def test_portraits_recover_planted_groups():
 def test_save_load_round_trip(tmp_path):
     vecs, ui, _, attrs, _ = _planted()
     g = UserGroups(n_groups_range=(2, 3), random_state=0).fit(vecs, attrs, user_items=ui)
-    g.save(tmp_path)
+    ports = g.portraits(ui, user_attributes=attrs)
+    g.save(tmp_path, portraits=ports)
     assert {p.name for p in tmp_path.iterdir()} == {"groups.json", "groups.safetensors"}
     h = UserGroups.load(tmp_path)
+    assert h.portraits_ == ports
     assert h.get_config() == g.get_config()
     assert h.to_dict() == g.to_dict()
     np.testing.assert_allclose(h.group_popularity_, g.group_popularity_, rtol=1e-6)
@@ -176,8 +178,9 @@ def test_other_strategies_on_toy_matrix():
     mp = aggregate_group_scores(TOY, "most_pleasure", normalise="none")
     np.testing.assert_allclose(mp, [1.0, 0.8, 1.0, 0.5])
     # Borda: A ranks 0,1,3,2 ; B ranks 2,1,3,0 ; C ranks 0,2,1,3 (tie 0/2 -> lower index)
-    np.testing.assert_allclose(aggregate_group_scores(TOY, "borda"), [3 + 0 + 3, 2 + 2 + 1,
-                                                                       0 + 3 + 2, 1 + 1 + 0])
+    np.testing.assert_allclose(
+        aggregate_group_scores(TOY, "borda"), [3 + 0 + 3, 2 + 2 + 1, 0 + 3 + 2, 1 + 1 + 0]
+    )
     awm = aggregate_group_scores(TOY, "average_without_misery", normalise="none", threshold=0.3)
     assert int(np.argmax(awm)) == 1 and awm[0] < awm[3] and awm[2] < awm[3]
     assert set(STRATEGIES) >= {"average", "least_misery", "most_pleasure", "borda"}

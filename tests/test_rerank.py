@@ -154,6 +154,8 @@ def test_calibration_moves_genre_mix_toward_target():
     assert mix(cal).tolist() == [0.75, 0.25]
     assert mix(strong).tolist() == [0.5, 0.5]
     assert _kl(target, mix(strong)) < _kl(target, mix(cal)) < _kl(target, mix(off))
+    with pytest.raises(InputError):
+        rr.rerank(np.arange(8), rel, k=4, user_profile=np.ones(3))
     # without a profile calibration is a no-op
     same, _ = rr.rerank(np.arange(8), rel, k=4, config=OFF.replace(calibration=1.0))
     assert same.tolist() == off.tolist()
@@ -247,11 +249,15 @@ def test_rerank_returns_distinct_candidates(n, k, seed, diversity, calibration, 
     rr = Reranker(vecs, activity=act, item_entities=ent, group_popularity=rng.random((2, 30)))
     cand = rng.permutation(30)[:n]
     cfg = RerankConfig().replace(
-        diversity=diversity, calibration=calibration, longtail_min_share=share,
-        group_popularity=0.1, hotness=0.1,
+        diversity=diversity,
+        calibration=calibration,
+        longtail_min_share=share,
+        group_popularity=0.1,
+        hotness=0.1,
     )
-    idx, scores = rr.rerank(cand, rng.normal(size=n), k, group=1,
-                            user_profile=rng.random(3), config=cfg)
+    idx, scores = rr.rerank(
+        cand, rng.normal(size=n), k, group=1, user_profile=rng.random(3), config=cfg
+    )
     assert len(idx) == min(k, n) == len(set(idx.tolist())) == len(scores)
     assert set(idx.tolist()) <= set(cand.tolist())
     n_tail_available = int(rr.longtail(cand).sum())
