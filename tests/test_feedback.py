@@ -1,0 +1,191 @@
+"""Feedback store: round trip, id types, validation, threads, and survival of kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.errors import InputError, ValidationError
+from recommender.feedback import EVENT_COLUMNS, FeedbackStore, to_history
+
+EVENTS = [
+    {"user_id": 1, "item_id": 10, "timestamp": 300, "rating": 4.0},
+    {"user_id": 1, "item_id": 11, "timestamp": 100, "weight": 2.0},
+    {"user_id": 2, "item_id": 10, "timestamp": 200},
+]
+
+
+@pytest.fixture
+def store(tmp_path: Path):  # noqa: ANN201
+    s = FeedbackStore(tmp_path / "fb" / "feedback.db")
+    yield s
+    s.close()
+
+
+def test_round_trip(store: FeedbackStore) -> None:
+    assert store.append(EVENTS) == 3
+    assert store.count() == 3
+    df = store.all_events()
+    assert list(df.columns) == list(EVENT_COLUMNS)
+    assert df["item_id"].tolist() == [10, 11, 10]  # commit order
+    assert df["weight"].tolist() == [4.0, 2.0, 1.0]  # weight, else rating, else 1
+    assert df["rating"].isna().tolist() == [False, True, True]
+    assert df["timestamp"].dtype == np.int64 and df["user_id"].dtype == np.int64
+    user = store.events_for_user(1)
+    assert user["item_id"].tolist() == [11, 10]  # oldest first
+    assert store.events_for_user(3).empty
+
+
+def test_wal_and_full_sync(store: FeedbackStore) -> None:
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    assert store._query("PRAGMA synchronous", [])[0][0] == 2  # FULL
+
+
+def test_id_types_preserved(store: FeedbackStore) -> None:
+    store.append(
+        pd.DataFrame(
+            {
+                "user_id": ["7", 7, np.int64(8)],
+                "item_id": ["a", "1", 1],
+                "timestamp": ["2024-01-01T00:00:00Z", 5, 6.0],
+            }
+        )
+    )
+    df = store.all_events()
+    assert [type(v) for v in df["user_id"]] == [str, int, int]
+    assert df["user_id"].tolist() == ["7", 7, 8]
+    assert df["item_id"].tolist() == ["a", "1", 1]
+    assert df["timestamp"].tolist() == [1704067200, 5, 6]
+    assert store.events_for_user("7")["item_id"].tolist() == ["a"]
+    assert store.events_for_user(7)["item_id"].tolist() == ["1"]
+
+
+def test_since_until_by_sequence(store: FeedbackStore) -> None:
+    store.append(EVENTS[:2])
+    mark = store.last_seq()
+    store.append(EVENTS[2:])
+    assert len(store.all_events(until=mark)) == 2
+    assert store.all_events(since=mark)["user_id"].tolist() == [2]
+    assert store.events_for_user(1, since=mark).empty
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"item_id": 1, "timestamp": 1}, "events[1].user_id"),
+        ({"user_id": 1, "item_id": 1, "timestamp": "yesterday"}, "events[1].timestamp"),
+        ({"user_id": 1, "item_id": 1, "timestamp": 1, "rating": "x"}, "events[1].rating"),
+        ({"user_id": 1, "item_id": 1, "timestamp": 1, "weight": -1}, "events[1].weight"),
+        ({"user_id": True, "item_id": 1, "timestamp": 1}, "events[1].user_id"),
+        ({"user_id": 1, "item_id": [1], "timestamp": 1}, "events[1].item_id"),
+    ],
+)
+def test_bad_event_stores_nothing(store: FeedbackStore, event: dict, field: str) -> None:
+    with pytest.raises(InputError) as err:
+        store.append([EVENTS[0], event])
+    assert err.value.field == field
+    assert store.count() == 0
+
+
+def test_schema_validation_against_catalogue(store: FeedbackStore) -> None:
+    items = pd.DataFrame({"item_id": [10, 11], "title": ["A", "B"]})
+    with pytest.raises(ValidationError) as err:
+        store.append([EVENTS[0], {"user_id": 1, "item_id": 99, "timestamp": 1}], items=items)
+    assert "item_id exists in items" in err.value.failures["check"].tolist()
+    assert store.count() == 0
+    assert store.append([{"user_id": "1", "item_id": "11", "timestamp": 5}], items=items) == 1
+    assert store.events_for_user(1)["item_id"].tolist() == [11]  # normalised like the log
+
+
+def test_to_history(store: FeedbackStore) -> None:
+    store.append(EVENTS + [{"user_id": 1, "item_id": 999, "timestamp": 50}])
+    h = to_history(store.events_for_user(1), {10: 0, 11: 1})
+    assert h.items.tolist() == [1, 0]  # 999 is not in the catalogue
+    assert h.timestamps.tolist() == [100, 300]
+    assert h.weights.tolist() == [2.0, 4.0]
+
+
+def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "feedback.db"
+    shared = FeedbackStore(path)
+    n_threads, per_thread = 8, 25
+
+    def writer(t: int) -> None:
+        own = FeedbackStore(path) if t % 2 else shared  # private and shared connections
+        for i in range(per_thread):
+            own.append([{"user_id": t, "item_id": f"i{i}", "timestamp": i}])
+        if own is not shared:
+            own.close()
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(n_threads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    df = shared.all_events()
+    assert len(df) == n_threads * per_thread
+    assert df.groupby("user_id").size().tolist() == [per_thread] * n_threads
+    assert df.index.is_unique
+    shared.close()
+
+
+def test_closed_store_raises(tmp_path: Path) -> None:
+    store = FeedbackStore(tmp_path / "f.db")
+    store.close()
+    with pytest.raises(InputError, match="closed"):
+        store.append(EVENTS)
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from recommender.feedback import FeedbackStore
+
+    store = FeedbackStore(sys.argv[1])
+    for i in range(100_000):
+        store.append([{"user_id": "u", "item_id": i, "timestamp": i}])
+        print("acked", i, flush=True)
+    """
+)
+
+
+def test_acknowledged_events_survive_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "feedback.db"
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    acked: list[int] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            acked.append(int(line.split()[1]))
+            if len(acked) >= 200:
+                break
+        proc.send_signal(signal.SIGKILL)  # mid-stream: no chance to close or checkpoint
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    acked += [int(line.split()[1]) for line in rest.splitlines() if line.startswith("acked")]
+    assert proc.returncode == -signal.SIGKILL
+    with FeedbackStore(path) as reopened:
+        stored = set(reopened.all_events()["item_id"].tolist())
+    assert len(acked) >= 200
+    assert set(acked) <= stored
