@@ -1,0 +1,352 @@
+"""Quality benchmark: recbento against standard baselines, in one run, on one split.
+
+Run ``python -m benchmarks.quality`` (the bundled MovieLens-small demo) or point it at
+any dataset in recbento's input contract::
+
+    python -m benchmarks.quality --items items.csv --interactions interactions.csv \
+        [--users users.csv] [--out benchmarks/results]
+
+Protocol: each user's last interaction (timestamp, ties by ``item_id``) is the test
+item; every system ranks all items with the user's training items excluded; HR@10,
+NDCG@10, coverage@10. Cold start: a seeded 10% of items is removed from training
+entirely and HR@10 is measured on the test cases whose target is one of them.
+
+Every system is a *variant*: a function ``(Split) -> (topk, info)`` registered in
+:data:`VARIANTS`; the knowledge-graph and reranker variants plug in the same way.
+Writes ``quality.md``, ``quality.json`` and ``quality.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from benchmarks.baselines import BASELINES, interaction_matrix, score_topk
+from recommender.eval import cold_item_split, evaluate_rankings, hit_rate_at_k, leave_last_out
+from recommender.train import SequenceRecommender, TrainConfig, sequences_from_interactions
+
+__all__ = ["Split", "VARIANTS", "make_split", "item_vectors", "run", "main"]
+
+log = logging.getLogger("benchmarks.quality")
+
+RESULTS = Path(__file__).resolve().parent / "results"
+K = 10
+
+
+@dataclass
+class Split:
+    """One train/test split, in item-index space, shared by every variant.
+
+    ``histories[j]`` is the chronological training history (item indices) of test user
+    ``j``; ``X`` is the binary training matrix whose row ``rows[j]`` belongs to that user.
+    """
+
+    items: pd.DataFrame
+    item_vectors: np.ndarray
+    X: sp.csr_matrix
+    rows: np.ndarray
+    histories: list[np.ndarray]
+    all_sequences: list[np.ndarray]
+    target: np.ndarray
+    cold_mask: np.ndarray | None = None
+    train_config: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+
+def make_split(
+    items: pd.DataFrame,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    vectors: np.ndarray,
+    train_config: TrainConfig,
+) -> Split:
+    """Index a train/test pair (``test`` may carry a boolean ``cold`` column)."""
+    index = pd.Series(np.arange(len(items)), index=pd.Index(items["item_id"]))
+    users = np.sort(pd.concat([train["user_id"], test["user_id"]]).unique())
+    uindex = pd.Series(np.arange(len(users)), index=pd.Index(users))
+    X = interaction_matrix(
+        uindex[train["user_id"]].to_numpy(),
+        index[train["item_id"]].to_numpy(),
+        (len(users), len(items)),
+    )
+    seq_users, seqs = sequences_from_interactions(train, items["item_id"])
+    by_user = dict(zip(seq_users.tolist(), seqs, strict=True))
+    test = test.sort_values("user_id")
+    histories = [by_user.get(u, np.empty(0, np.int64)) for u in test["user_id"].tolist()]
+    return Split(
+        items=items,
+        item_vectors=vectors,
+        X=X,
+        rows=uindex[test["user_id"]].to_numpy(),
+        histories=histories,
+        all_sequences=seqs,
+        target=index[test["item_id"]].to_numpy(),
+        cold_mask=test["cold"].to_numpy() if "cold" in test.columns else None,
+        train_config=train_config,
+    )
+
+
+# -- item vectors -------------------------------------------------------------------------
+def item_vectors(items: pd.DataFrame, encoder: str | None, cache: Path) -> np.ndarray:
+    """MiniLM (or ``encoder``) vectors of the item texts, cached by a hash of texts + name."""
+    from safetensors.numpy import load_file, save_file
+
+    from recommender.data import item_texts
+    from recommender.encoder import DEFAULT_ENCODER, TextEncoder
+
+    texts = item_texts(items)
+    name = encoder or DEFAULT_ENCODER
+    digest = hashlib.sha256(("\n".join(texts) + name).encode()).hexdigest()[:16]
+    path = cache / f"item_vectors-{digest}.safetensors"
+    if path.is_file():
+        log.info("item vectors from cache %s", path.name)
+        return load_file(str(path))["item_vectors"]
+    enc = TextEncoder.from_pretrained(encoder)
+    t0 = time.perf_counter()
+    vecs = enc.encode(texts, progress=True, desc="encoding items")
+    log.info("encoded %d items in %.1fs", len(texts), time.perf_counter() - t0)
+    cache.mkdir(parents=True, exist_ok=True)
+    save_file({"item_vectors": vecs}, str(path))
+    return vecs
+
+
+# -- variants -----------------------------------------------------------------------------
+Variant = Callable[[Split], tuple[np.ndarray, dict[str, Any]]]
+
+
+def _baseline(name: str) -> Variant:
+    def run_baseline(split: Split) -> tuple[np.ndarray, dict[str, Any]]:
+        model = BASELINES[name]().fit(split.X)
+        return score_topk(model, split.X, split.rows, K), {}
+
+    return run_baseline
+
+
+def _topk_excluding(scores: np.ndarray, histories: list[np.ndarray], k: int) -> np.ndarray:
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    for r, h in enumerate(histories):
+        scores[r, h] = -np.inf
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    rows = np.arange(len(scores))[:, None]
+    order = np.lexsort((part, -scores[rows, part]), axis=1)
+    return part[rows, order]
+
+
+def zero_shot_text(split: Split, *, last: int = 50, decay: float = 0.9) -> tuple[np.ndarray, dict]:
+    """Recency-weighted mean of the last ``last`` history vectors; cosine to every item."""
+    vecs = split.item_vectors
+    users = np.zeros((len(split.histories), vecs.shape[1]), dtype=np.float32)
+    for r, h in enumerate(split.histories):
+        h = h[-last:]
+        if len(h):
+            w = decay ** np.arange(len(h) - 1, -1, -1, dtype=np.float32)
+            users[r] = w @ vecs[h]
+    users /= np.maximum(np.linalg.norm(users, axis=1, keepdims=True), 1e-12)
+    return _topk_excluding(users @ vecs.T, split.histories, K), {}
+
+
+def trained(split: Split) -> tuple[np.ndarray, dict[str, Any]]:
+    """recbento's default: the sequential user tower over text + ID item embeddings."""
+    model = SequenceRecommender(split.train_config).fit(split.all_sequences, split.item_vectors)
+    table = model.item_embeddings(split.item_vectors)
+    scores = model.scores(split.histories, item_table=table)
+    info = {k: v for k, v in model.summary_.items() if k != "epochs"}
+    info["epochs"] = model.summary_["epochs"]
+    return _topk_excluding(scores, split.histories, K), info
+
+
+#: Table order. A variant that is not available yet maps to ``None`` and is listed as such.
+VARIANTS: dict[str, Variant | None] = {
+    **{name: _baseline(name) for name in BASELINES},
+    "recbento zero-shot text": zero_shot_text,
+    "recbento trained (default)": trained,
+    "recbento trained + KG": None,
+    "recbento trained + KG + reranker": None,
+}
+DEFAULT_VARIANT = "recbento trained (default)"
+BASELINE_NAMES = list(BASELINES)
+
+
+# -- the run ------------------------------------------------------------------------------
+def run(
+    items: pd.DataFrame,
+    interactions: pd.DataFrame,
+    *,
+    vectors: np.ndarray,
+    train_config: TrainConfig,
+    cold_frac: float = 0.1,
+    seed: int = 0,
+    variants: list[str] | None = None,
+) -> dict[str, Any]:
+    """Evaluate every selected variant on the main split and on the cold-item split."""
+    names = [n for n in (variants or list(VARIANTS)) if n in VARIANTS]
+    train, test = leave_last_out(interactions)
+    main_split = make_split(items, train, test, vectors, train_config)
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        fn = VARIANTS[name]
+        if fn is None:
+            results[name] = {"available": False}
+            continue
+        t0 = time.perf_counter()
+        topk, info = fn(main_split)
+        metrics = evaluate_rankings(topk, main_split.target, n_items=main_split.n_items, k=K)
+        results[name] = {**metrics, "seconds": time.perf_counter() - t0, "info": info}
+        log.info("%-32s %s", name, {k: round(v, 4) for k, v in metrics.items()})
+    cold = {"frac": cold_frac, "seed": seed}
+    if cold_frac > 0:
+        ctrain, ctest, cold_ids = cold_item_split(interactions, items, frac=cold_frac, seed=seed)
+        csplit = make_split(items, ctrain, ctest, vectors, train_config)
+        mask = csplit.cold_mask
+        cold.update(n_cold_items=int(len(cold_ids)), n_cases=int(mask.sum()))
+        for name in names:
+            fn = VARIANTS[name]
+            if fn is None:
+                continue
+            topk, _ = fn(csplit)
+            hr = hit_rate_at_k(topk[mask], csplit.target[mask], K) if mask.any() else 0.0
+            results[name][f"cold_hr@{K}"] = hr
+            results[name]["cold_hits"] = int(round(hr * mask.sum()))
+            log.info("%-32s cold HR@%d %.4f", name, K, hr)
+    return {
+        "protocol": "leave-last-out (timestamp, ties by item_id); full ranking, seen excluded",
+        "k": K,
+        "n_users": int(len(main_split.target)),
+        "n_items": int(main_split.n_items),
+        "n_interactions": int(len(interactions)),
+        "cold": cold,
+        "results": results,
+    }
+
+
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The results as a Markdown table plus the verdict line."""
+    k = report["k"]
+    lines = [
+        f"| model | HR@{k} | NDCG@{k} | coverage@{k} | cold-start HR@{k} | seconds |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, r in report["results"].items():
+        if not r.get("available", True):
+            lines.append(f"| {name} | not built yet | | | | |")
+            continue
+        lines.append(
+            f"| {name} | {_fmt(r[f'hr@{k}'])} | {_fmt(r[f'ndcg@{k}'])} | "
+            f"{_fmt(r[f'coverage@{k}'])} | {_fmt(r.get(f'cold_hr@{k}'))} | {r['seconds']:.0f} |"
+        )
+    res = report["results"]
+    base = {n: res[n][f"ndcg@{k}"] for n in BASELINE_NAMES if n in res and f"ndcg@{k}" in res[n]}
+    if base and DEFAULT_VARIANT in res and f"ndcg@{k}" in res[DEFAULT_VARIANT]:
+        best = max(base, key=base.get)
+        ours = res[DEFAULT_VARIANT][f"ndcg@{k}"]
+        lines.append("")
+        lines.append(
+            f"{DEFAULT_VARIANT}: NDCG@{k} {ours:.4f} vs best baseline {best} "
+            f"{base[best]:.4f} ({(ours / base[best] - 1) * 100:+.1f}%)."
+        )
+    c = report["cold"]
+    if "n_cases" in c:
+        lines.append(
+            f"Cold start: {c['n_cold_items']} items ({c['frac']:.0%}, seed {c['seed']}) removed "
+            f"from training; {c['n_cases']} test cases target one of them."
+        )
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Bar chart of HR@k, NDCG@k and cold-start HR@k per system."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = report["k"]
+    res = {n: r for n, r in report["results"].items() if r.get("available", True)}
+    names = list(res)
+    metrics = [f"hr@{k}", f"ndcg@{k}", f"cold_hr@{k}"]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(names)), 4.5))
+    for j, m in enumerate(metrics):
+        vals = [res[n].get(m) or 0.0 for n in names]
+        ax.bar(x + (j - 1) * 0.27, vals, width=0.27, label=m.replace("_", "-start "))
+    ax.set_xticks(x, [n.replace(" (", "\n(") for n in names], fontsize=7)
+    ax.set_ylabel("score")
+    ax.set_title(
+        f"leave-last-out, {report['n_users']} users, {report['n_items']} items "
+        f"(full ranking, seen excluded)"
+    )
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Command-line entry point; see the module docstring."""
+    from recommender.data import demo_dir, load_tables
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__)
+    p.add_argument("--items", type=Path, default=None)
+    p.add_argument("--interactions", type=Path, default=None)
+    p.add_argument("--users", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--encoder", default=None, help="encoder path/name (default MiniLM)")
+    p.add_argument("--cold-frac", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variants", nargs="*", default=None, help="subset of variant names")
+    p.add_argument("--train-config", default="{}", help="JSON overrides of TrainConfig")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(2)
+
+    demo = demo_dir()
+    tables = load_tables(
+        args.items or demo / "items.csv",
+        args.interactions or demo / "interactions.csv",
+        args.users,
+    )
+    vecs = item_vectors(tables.items, args.encoder, args.out)
+    cfg = TrainConfig.from_config({**TrainConfig().get_config(), **json.loads(args.train_config)})
+    t0 = time.perf_counter()
+    report = run(
+        tables.items,
+        tables.interactions,
+        vectors=vecs,
+        train_config=cfg,
+        cold_frac=args.cold_frac,
+        seed=args.seed,
+        variants=args.variants,
+    )
+    report["dataset"] = str(args.items or demo / "items.csv")
+    report["train_config"] = cfg.get_config()
+    report["seconds"] = time.perf_counter() - t0
+    table = markdown(report)
+    print(table)  # noqa: T201 - a benchmark script prints its table
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "quality.md").write_text(table + "\n")
+    (args.out / "quality.json").write_text(json.dumps(report, indent=2, default=float))
+    plot(report, args.out / "quality.png")
+    return report
+
+
+if __name__ == "__main__":
+    main()
