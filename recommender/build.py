@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import scipy.sparse as sp
+
 from recommender.bundle import Bundle, library_versions, save_to_store
 from recommender.data import attribute_columns, demo_dir, item_texts, load_tables
 from recommender.encoder import TextEncoder
 from recommender.history import Histories, history_vectors
 from recommender.pipeline import ServingConfig
-from recommender.schemas import ItemSchema, Tables
+from recommender.schemas import ItemSchema, Tables, UserSchema
 
 __all__ = ["BuildReport", "build_bundle", "build_and_save", "build_demo", "DEMO_MODEL"]
 
@@ -48,6 +51,9 @@ def build_bundle(
     serving: ServingConfig | None = None,
     progress: bool = True,
     timings: dict[str, float] | None = None,
+    fit_groups: bool = True,
+    n_groups: int | None = None,
+    random_state: int = 0,
 ) -> Bundle:
     """Encode the catalogue and the users of ``tables`` into a :class:`Bundle`."""
     timings = timings if timings is not None else {}
@@ -65,6 +71,14 @@ def build_bundle(
         vectors, [histories.get(u) for u in user_ids], half_life_days=serving.half_life_days
     )
     timings["users"] = time.perf_counter() - t0
+
+    components: dict[str, Any] = {}
+    if fit_groups and len(user_ids) >= 4:
+        t0 = time.perf_counter()
+        components["groups"] = fit_user_groups(
+            tables, user_ids, user_vecs, histories, n_groups=n_groups, random_state=random_state
+        )
+        timings["groups"] = time.perf_counter() - t0
 
     config: dict[str, Any] = {
         "encoder": {
@@ -86,7 +100,49 @@ def build_bundle(
         users=tables.users,
         user_ids=user_ids,
         user_vectors=user_vecs,
+        components=components,
     )
+
+
+def user_item_matrix(histories: Histories, user_ids: list[Any], n_items: int) -> sp.csr_matrix:
+    """Binary users x items matrix, rows in ``user_ids`` order."""
+    rows, cols = [], []
+    for r, u in enumerate(user_ids):
+        items = np.unique(histories.get(u).items)
+        rows.append(np.full(len(items), r))
+        cols.append(items)
+    r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    return sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(user_ids), n_items))
+
+
+def fit_user_groups(
+    tables: Tables,
+    user_ids: list[Any],
+    user_vectors: np.ndarray,
+    histories: Histories,
+    *,
+    n_groups: int | None = None,
+    random_state: int = 0,
+) -> Any:
+    """Fit :class:`~recommender.groups.UserGroups`; ``portraits_`` describes each group."""
+    from recommender.groups import UserGroups
+    from recommender.item_signals import item_entity_matrix
+
+    attrs = None
+    if tables.users is not None and len(tables.users.columns) > 1:
+        attrs = tables.users.set_index(UserSchema.user_id).reindex(user_ids).reset_index(drop=True)
+    x = user_item_matrix(histories, user_ids, len(tables.items))
+    groups = UserGroups(n_groups=n_groups, random_state=random_state).fit(
+        user_vectors, attrs, user_items=x
+    )
+    ent, names = item_entity_matrix(tables.items)
+    portraits = groups.portraits(
+        x, ent, names, item_ids=tables.items[ItemSchema.item_id].tolist(), user_attributes=attrs
+    )
+    groups.portraits_ = portraits
+    log.info("found %d user groups (silhouette %.3f)", groups.n_groups_, groups.silhouette_)
+    return groups
 
 
 def build_and_save(

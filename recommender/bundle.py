@@ -140,6 +140,8 @@ class Bundle:
             if obj is None:
                 continue
             if name not in _COMPONENTS:
+                _import_component_modules()
+            if name not in _COMPONENTS:
                 raise BundleError(f"component={name!r} has no registered saver")
             _COMPONENTS[name].save(obj, path)
 

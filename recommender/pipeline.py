@@ -26,6 +26,8 @@ from recommender.bundle import Bundle
 from recommender.data import attribute_columns, split_multi
 from recommender.errors import InputError, NotFoundError
 from recommender.history import Histories, History, history_vector, popularity
+from recommender.item_signals import user_entity_profile
+from recommender.rerank import RerankConfig, Reranker
 from recommender.schemas import ItemSchema
 
 __all__ = [
@@ -94,6 +96,8 @@ class Request:
     include: Mapping[str, Sequence[str]] | None = None
     exclude: Mapping[str, Sequence[str]] | None = None
     explain: bool = False
+    rerank: bool = True
+    knobs: Mapping[str, float] | None = None
 
 
 @dataclass
@@ -208,11 +212,27 @@ class Recommender:
         self._value_masks: dict[tuple[str, str], np.ndarray] = {}
         self._attr_values = {c: items[c].astype(str).tolist() for c in self._attributes}
         self._user_id_kind = bundle.interactions["user_id"].dtype.kind
+        self._user_row = {_native(u): i for i, u in enumerate(bundle.user_ids)}
+        self.groups = bundle.components.get("groups")
+        self.reranker = self._build_reranker()
         log.info(
             "recommender ready: %d items, %d users in %.2fs",
             len(self.item_ids),
             len(self.histories),
             time.perf_counter() - t0,
+        )
+
+    def _build_reranker(self) -> Reranker | None:
+        if self.bundle.config.get("rerank", {}).get("enabled", True) is False:
+            return None
+        gp = None if self.groups is None else self.groups.group_popularity_
+        cfg = {k: v for k, v in self.bundle.config.get("rerank", {}).items() if k != "enabled"}
+        return Reranker.from_tables(
+            self.bundle.items,
+            self.bundle.interactions,
+            self.item_vectors,
+            group_popularity=gp,
+            config=RerankConfig.from_config(cfg),
         )
 
     # ----------------------------------------------------------------- ids
@@ -376,25 +396,66 @@ class Recommender:
         for r in reqs:
             self.validate(r)
         vecs, hists, cold = self.user_vectors(reqs)
-        k_max = max(r.k for r in reqs) if reqs else 0
-        scores = vecs @ self.item_vectors.T
-        exclude = [
-            np.unique(h.items) if r.exclude_seen else np.zeros(0, np.int64)
-            for r, h in zip(reqs, hists, strict=True)
+        scores = self.relevance(vecs, hists, reqs, cold)
+        return [
+            self._finish(req, scores[i], vecs[i], hists[i], cold[i]) for i, req in enumerate(reqs)
         ]
-        masks = [self.allowed_mask(r) for r in reqs]
-        out: list[Recommendation] = []
-        for i, req in enumerate(reqs):
-            row_scores = self._popularity_scores() if cold[i] else scores[i]
-            idx, sc = top_k(row_scores, k_max, exclude=[exclude[i]], allowed=masks[i])
-            idx, sc = idx[0][: req.k], sc[0][: req.k]
-            keep = idx >= 0
-            items = [
-                RecommendedItem(self.item_ids[j], self.titles[j], float(s))
-                for j, s in zip(idx[keep], sc[keep], strict=True)
-            ]
-            out.append(Recommendation(req.user_id, items, cold[i], None, self.tag))
-        return out
+
+    def relevance(
+        self,
+        vecs: np.ndarray,
+        hists: Sequence[History],
+        reqs: Sequence[Request],
+        cold: Sequence[bool],
+    ) -> np.ndarray:
+        """Stage 2: a ``(b, n_items)`` relevance matrix; one matrix product for the batch.
+
+        Cold starts get normalised popularity.
+        """
+        scores = vecs @ self.item_vectors.T
+        for i, c in enumerate(cold):
+            if c:
+                scores[i] = self._popularity_scores()
+        return scores
+
+    def _finish(
+        self, req: Request, scores: np.ndarray, vec: np.ndarray, hist: History, cold: bool
+    ) -> Recommendation:
+        """Stages 3-5 for one request: candidates, rerank, explain."""
+        exclude = np.unique(hist.items) if req.exclude_seen else np.zeros(0, np.int64)
+        mask = self.allowed_mask(req)
+        group = None if cold else self.user_group(req, vec)
+        use_rerank = req.rerank and self.reranker is not None
+        n_cand = max(req.k, self.config.n_candidates) if use_rerank else req.k
+        idx, sc = top_k(scores, n_cand, exclude=[exclude], allowed=mask)
+        keep = idx[0] >= 0
+        idx, sc = idx[0][keep], sc[0][keep]
+        if use_rerank and len(idx):
+            cfg = self.reranker.config.replace(**dict(req.knobs or {}))
+            profile = None
+            if len(hist) and self.reranker.item_dist is not None:
+                profile = user_entity_profile(self.reranker.item_dist, hist.items)
+            idx, sc = self.reranker.rerank(
+                idx, sc, req.k, group=group, user_profile=profile, config=cfg
+            )
+        idx, sc = idx[: req.k], sc[: req.k]
+        items = [
+            RecommendedItem(self.item_ids[j], self.titles[j], float(s))
+            for j, s in zip(idx, sc, strict=True)
+        ]
+        return Recommendation(req.user_id, items, cold, group, self.tag)
+
+    def user_group(self, req: Request, vec: np.ndarray) -> int | None:
+        """The user's group: stored for known users, else the nearest group to ``vec``."""
+        if self.groups is None:
+            return None
+        if req.user_id is not None and not req.history and not req.query:
+            row = self._user_row.get(self.user_key(req.user_id))
+            if row is not None and row < len(self.groups.labels_):
+                return int(self.groups.labels_[row])
+        if not np.any(vec):
+            return None
+        return int(self.groups.predict(vec[None, :].astype(np.float64))[0])
 
     def _popularity_scores(self) -> np.ndarray:
         pop = self.popularity

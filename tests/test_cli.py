@@ -16,7 +16,7 @@ def store_tags() -> set[str]:
 
 @pytest.fixture(scope="module")
 def built_model(tmp_path_factory, tiny_encoder_path):
-    from tests.conftest import INTERACTIONS, ITEMS
+    from tests.toy import INTERACTIONS, ITEMS
 
     d = tmp_path_factory.mktemp("toy")
     ITEMS.to_csv(d / "items.csv", index=False)
@@ -95,7 +95,7 @@ def test_batch_in_process(tmp_path, built_model):
     recs = pd.read_parquet(out)
     assert list(recs.columns) == ["user_id", "rank", "item_id", "score", "title"]
     assert len(recs) == 12
-    from tests.conftest import INTERACTIONS
+    from tests.toy import INTERACTIONS
 
     seen = set(zip(INTERACTIONS.user_id, INTERACTIONS.item_id, strict=True))
     assert not any((u, i) in seen for u, i in zip(recs.user_id, recs.item_id, strict=True))

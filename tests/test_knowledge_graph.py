@@ -182,11 +182,26 @@ def test_config_round_trips() -> None:
 # -- expansion ---------------------------------------------------------------------------
 def test_two_hop_expansion_order_and_scores_are_known() -> None:
     # Heat has 5 entities (Action, Crime, Mann, heist, los angeles), each gets 1/5 of the
-    # profile; a candidate scores (#shared / sqrt(its degree)) / 5.
+    # profile; with unit weights a candidate scores #shared / 5.
     kg = KnowledgeGraph.build(ITEMS, config=PLAIN)
     idx, scores = kg.expand([HEAT])
     assert idx.tolist() == [COLLATERAL, THIEF, ALIENS]
+    np.testing.assert_allclose(scores, [4 / 5, 3 / 5, 1 / 5])
+
+
+def test_cosine_expansion_divides_by_the_candidate_norm() -> None:
+    # Collateral (4 entities) and Thief (3 entities) -> (#shared / sqrt(degree)) / 5
+    kg = KnowledgeGraph.build(ITEMS, config=PLAIN)
+    idx, scores = kg.expand([HEAT], method="cosine")
+    assert idx.tolist() == [COLLATERAL, THIEF, ALIENS]
     np.testing.assert_allclose(scores, [4 / 2 / 5, 3 / np.sqrt(3) / 5, 1 / np.sqrt(3) / 5])
+
+
+def test_idf_puts_the_rare_shared_entity_first() -> None:
+    # with IDF, sharing the rare tag 'pixar' (support 3) and Lasseter (2) beats Up
+    # (pixar + genres) for a Toy Story fan: Cars first
+    kg = KnowledgeGraph.build(ITEMS, config=GraphConfig(max_entity_share=1.0))
+    assert kg.expand([TOY])[0][:2].tolist() == [CARS, UP]
 
 
 def test_expansion_excludes_seeds_and_respects_n_and_exclude(kg: KnowledgeGraph) -> None:

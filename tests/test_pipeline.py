@@ -13,6 +13,13 @@ def ids(rec):
 
 @pytest.fixture
 def rec(toy_bundle):
+    """Pure relevance: the reranker is switched off for the known-answer tests."""
+    toy_bundle.config["rerank"] = {"enabled": False}
+    return Recommender(toy_bundle)
+
+
+@pytest.fixture
+def reranked(toy_bundle):
     return Recommender(toy_bundle)
 
 
@@ -117,3 +124,35 @@ def test_response_is_json_ready(rec):
 
     d = rec.recommend(user_id=10, k=2).to_dict()
     assert json.loads(json.dumps(d))["items"][0]["item_id"] == 3
+
+
+def test_reranker_with_neutral_knobs_keeps_relevance_order(rec, reranked):
+    neutral = {"diversity": 0.0, "calibration": 0.0, "longtail_min_share": 0.0}
+    for user in (10, 20, 30):
+        assert ids(reranked.recommend(user_id=user, k=3, knobs=neutral)) == ids(
+            rec.recommend(user_id=user, k=3)
+        )
+
+
+def test_diversity_knob_mixes_clusters(reranked):
+    # user 10 likes crime; with heavy diversity the top 2 must span two clusters
+    plain = ids(
+        reranked.recommend(history=[1], k=2, knobs={"diversity": 0.0, "longtail_min_share": 0.0})
+    )
+    diverse = ids(
+        reranked.recommend(history=[1], k=2, knobs={"diversity": 0.9, "longtail_min_share": 0.0})
+    )
+    assert plain == [2, 3]
+    assert diverse[0] == 2 and diverse[1] not in (2, 3)
+
+
+def test_unknown_knob_is_a_422_naming_it(reranked):
+    with pytest.raises(InputError) as info:
+        reranked.recommend(user_id=10, knobs={"sparkle": 1.0})
+    assert "sparkle" in info.value.message
+
+
+def test_rerank_can_be_switched_off_per_request(rec, reranked):
+    assert ids(reranked.recommend(user_id=30, k=3, rerank=False)) == ids(
+        rec.recommend(user_id=30, k=3)
+    )

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def service_module(tmp_path_factory, tiny_encoder_path):
     from recommender.build import build_and_save
-    from tests.conftest import INTERACTIONS, ITEMS
+    from tests.toy import INTERACTIONS, ITEMS
 
     d = tmp_path_factory.mktemp("svc")
     ITEMS.to_csv(d / "items.csv", index=False)
@@ -148,8 +148,14 @@ def test_real_bentoml_serve(service_module):
         r = httpx.post(f"{url}/encode", json={"texts": ["x"] * 3}, timeout=30)
         assert r.status_code == 200 and np.asarray(r.json()).shape == (3, 32)
     finally:
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    try:
         os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=20)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)

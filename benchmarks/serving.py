@@ -1,0 +1,337 @@
+"""Serving benchmark: a real `bentoml serve` on loopback, driven by concurrent clients.
+
+    python -m benchmarks.serving [--model recbento-demo] [--seconds 10]
+
+Prints Markdown tables and writes ``benchmarks/results/serving.{md,json,png}``:
+
+1. RPS and p50/p95/p99 latency of ``recommend`` (with and without explanations) and
+   ``encode`` at concurrency 1, 8, 32 and 64, with the error count;
+2. ``encode`` through the service against in-process encoding at its best batch size;
+3. in-process ``recommend`` latency on synthetic catalogues of 10k, 100k and 1M items
+   (exact search, and the approximate index where it is available);
+4. the resident memory of the server's processes.
+
+Every loop is bounded in requests and seconds, and traffic goes to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+QUERIES = [
+    "something like Heat but funnier",
+    "an animated film for the whole family",
+    "dark science fiction with robots",
+    "romantic comedy set in New York",
+    "a slow, beautiful drama about grief",
+    "classic western with a great score",
+    "pixar",
+    "war movie based on a true story",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model: str, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `bentoml serve` for ``model`` on 127.0.0.1:``port`` and wait until ready."""
+    env = {**os.environ, "RECBENTO_MODEL": model, "BENTOML_DO_NOT_TRACK": "True", **(env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", "service:Recommender",
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("bentoml serve exited before it was ready")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    stop_server(proc)
+    raise RuntimeError("bentoml serve was not ready within 600 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """Stop the server's whole process group by its PID."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def server_rss_mb(proc: subprocess.Popen) -> float:
+    """Resident memory of the server and all its children, in MiB."""
+    import psutil
+
+    p = psutil.Process(proc.pid)
+    procs = [p, *p.children(recursive=True)]
+    return sum(q.memory_info().rss for q in procs if q.is_running()) / 2**20
+
+
+async def _drive(
+    url: str, body_fn: Any, concurrency: int, seconds: float, max_requests: int
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    stop_at = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
+        async def worker(wid: int) -> None:
+            nonlocal errors, sent
+            n = 0
+            while time.perf_counter() < stop_at and sent < max_requests:
+                sent += 1
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post(url, json=body_fn(wid, n))
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                dt = time.perf_counter() - t0
+                if ok:
+                    latencies.append(dt)
+                else:
+                    errors += 1
+                n += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        wall = time.perf_counter() - t0
+    lat = np.array(latencies) * 1000 if latencies else np.array([np.nan])
+    return {
+        "requests": len(latencies) + errors,
+        "errors": errors,
+        "rps": len(latencies) / wall,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p95_ms": float(np.percentile(lat, 95)),
+        "p99_ms": float(np.percentile(lat, 99)),
+    }
+
+
+def load_test(
+    base: str, concurrencies: list[int], seconds: float, n_users: int, texts_per_encode: int
+) -> list[dict[str, Any]]:
+    """Drive each endpoint at each concurrency; one row per (endpoint, concurrency)."""
+    rng = np.random.default_rng(0)
+    users = rng.integers(1, n_users + 1, size=100_000).tolist()
+    endpoints = {
+        "recommend": ("/recommend", lambda w, n: {"user_id": users[(w * 997 + n) % len(users)],
+                                                  "k": 10}),
+        "recommend+explain": ("/recommend", lambda w, n: {
+            "user_id": users[(w * 991 + n) % len(users)], "k": 10, "explain": True}),
+        "recommend(query)": ("/recommend", lambda w, n: {
+            "query": QUERIES[(w + n) % len(QUERIES)], "k": 10}),
+        "encode": ("/encode", lambda w, n: {
+            "texts": [f"{QUERIES[(w + n + j) % len(QUERIES)]} #{n}" for j in
+                      range(texts_per_encode)]}),
+    }
+    rows = []
+    for name, (path, body) in endpoints.items():
+        # warm-up so that first-call costs do not count
+        asyncio.run(_drive(base + path, body, 2, 1.0, 20))
+        for c in concurrencies:
+            res = asyncio.run(_drive(base + path, body, c, seconds, 50_000))
+            res.update({"endpoint": name, "concurrency": c})
+            if name == "encode":
+                res["texts_per_s"] = res["rps"] * texts_per_encode
+            rows.append(res)
+            log.info("%s c=%d: %.1f rps p99 %.1f ms, %d errors",
+                     name, c, res["rps"], res["p99_ms"], res["errors"])
+    return rows
+
+
+def inprocess_encode_best(model_path: str | None, n_texts: int = 512) -> dict[str, float]:
+    """In-process encoding throughput (texts/s) at several batch sizes."""
+    import torch
+
+    from recommender.encoder import TextEncoder
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    enc = TextEncoder.from_pretrained(model_path)
+    texts = [f"{QUERIES[i % len(QUERIES)]} #{i}" for i in range(n_texts)]
+    enc.encode(texts[:32])
+    out = {}
+    for bs in (1, 8, 32, 64, 128):
+        t0 = time.perf_counter()
+        enc.encode(texts if bs > 1 else texts[:128], batch_size=bs)
+        n = n_texts if bs > 1 else 128
+        out[str(bs)] = n / (time.perf_counter() - t0)
+    return out
+
+
+def catalogue_scaling(sizes: list[int], dim: int = 384, n_queries: int = 200) -> list[dict]:
+    """In-process recommend latency on synthetic catalogues (exact, and ANN if available)."""
+    import pandas as pd
+
+    from recommender.bundle import Bundle
+    from recommender.pipeline import Recommender, Request
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        vecs = rng.standard_normal((n, dim), dtype=np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        items = pd.DataFrame({"item_id": np.arange(n), "title": [f"item {i}" for i in range(n)]})
+        n_users = 1000
+        inter = pd.DataFrame({
+            "user_id": np.repeat(np.arange(n_users), 50),
+            "item_id": rng.integers(0, n, n_users * 50),
+            "timestamp": np.tile(np.arange(50), n_users),
+            "weight": 1.0,
+        })
+        bundle = Bundle({"serving": {}}, items, vecs, inter)
+        for kind in ("exact", "ann"):
+            try:
+                rec = Recommender(bundle, index=kind)
+            except TypeError:  # this build has no index choice: exact only
+                if kind == "ann":
+                    continue
+                rec = Recommender(bundle)
+            rec.recommend(Request(user_id=0, k=10))
+            lat = []
+            for q in range(n_queries):
+                t0 = time.perf_counter()
+                rec.recommend(Request(user_id=int(q % n_users), k=10))
+                lat.append((time.perf_counter() - t0) * 1000)
+            rows.append({"items": n, "index": kind, "p50_ms": float(np.percentile(lat, 50)),
+                         "p99_ms": float(np.percentile(lat, 99))})
+            log.info("catalogue %d (%s): p99 %.1f ms", n, kind, rows[-1]["p99_ms"])
+        del vecs, bundle
+    return rows
+
+
+def _md(rows: list[dict], cols: list[str]) -> str:
+    def fmt(v: Any) -> str:
+        return f"{v:,.1f}" if isinstance(v, float) else str(v)
+
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _plot(rows: list[dict], scaling: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for name in sorted({r["endpoint"] for r in rows}):
+        rs = [r for r in rows if r["endpoint"] == name]
+        axes[0].plot([r["concurrency"] for r in rs], [r["p99_ms"] for r in rs], "o-", label=name)
+        axes[1].plot([r["concurrency"] for r in rs], [r["rps"] for r in rs], "o-", label=name)
+    axes[0].set(xscale="log", yscale="log", xlabel="concurrency", ylabel="p99 latency (ms)",
+                title="latency")
+    axes[1].set(xscale="log", xlabel="concurrency", ylabel="requests/s", title="throughput")
+    for kind in sorted({r["index"] for r in scaling}):
+        rs = [r for r in scaling if r["index"] == kind]
+        axes[2].plot([r["items"] for r in rs], [r["p99_ms"] for r in rs], "o-", label=kind)
+    axes[2].set(xscale="log", yscale="log", xlabel="catalogue size (items)",
+                ylabel="in-process recommend p99 (ms)", title="catalogue scaling")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="recbento-demo")
+    ap.add_argument("--seconds", type=float, default=10.0, help="per endpoint and concurrency")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--texts-per-encode", type=int, default=8)
+    ap.add_argument("--skip-scaling", action="store_true")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    from recommender.bundle import load_from_store
+    from recommender.service_core import ensure_model
+
+    tag = ensure_model(args.model)
+    bundle, _ = load_from_store(tag)
+    n_users = int(bundle.interactions["user_id"].max()) if bundle.interactions[
+        "user_id"].dtype.kind in "iu" else 100
+    enc_cfg = bundle.config.get("encoder", {})
+    del bundle
+
+    port = _free_port()
+    proc = start_server(tag, port)
+    try:
+        rss_idle = server_rss_mb(proc)
+        rows = load_test(f"http://127.0.0.1:{port}", args.concurrency, args.seconds, n_users,
+                         args.texts_per_encode)
+        rss_loaded = server_rss_mb(proc)
+    finally:
+        stop_server(proc)
+    inproc = inprocess_encode_best(enc_cfg.get("path") or enc_cfg.get("name"))
+    best_bs, best = max(inproc.items(), key=lambda kv: kv[1])
+    svc_best = max(r.get("texts_per_s", 0) for r in rows)
+    scaling = [] if args.skip_scaling else catalogue_scaling(args.sizes)
+
+    report = {
+        "model": tag,
+        "load": rows,
+        "encode_inprocess_texts_per_s": inproc,
+        "encode_ratio_service_vs_inprocess": svc_best / best,
+        "catalogue_scaling": scaling,
+        "server_rss_mb": {"idle": rss_idle, "after_load": rss_loaded},
+    }
+    md = [
+        f"## Serving benchmark ({tag}, {os.cpu_count()} CPU cores, {args.seconds:.0f} s per cell)",
+        "",
+        _md(rows, ["endpoint", "concurrency", "requests", "errors", "rps", "p50_ms", "p95_ms",
+                   "p99_ms"]),
+        "",
+        f"encode through the service: best {svc_best:,.0f} texts/s; in-process best "
+        f"{best:,.0f} texts/s at batch {best_bs}; ratio {svc_best / best:.2f}",
+        "",
+        "in-process encode (texts/s by batch size): "
+        + ", ".join(f"{k}: {v:,.0f}" for k, v in inproc.items()),
+        "",
+        _md(scaling, ["items", "index", "p50_ms", "p99_ms"]) if scaling else "",
+        "",
+        f"server memory (all processes): {rss_idle:,.0f} MiB idle, {rss_loaded:,.0f} MiB "
+        "after the load test",
+    ]
+    text = "\n".join(md)
+    print(text)
+    (args.out / "serving.md").write_text(text + "\n")
+    (args.out / "serving.json").write_text(json.dumps(report, indent=2))
+    _plot(rows, scaling, args.out / "serving.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Optional bundle parts and how each is saved and loaded (never pickled).
+
+Importing this module registers them with :mod:`recommender.bundle`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from recommender.bundle import Component, register_component
+
+__all__ = ["GROUPS"]
+
+
+def _save_groups(obj: Any, path: Path) -> None:
+    obj.save(path, portraits=getattr(obj, "portraits_", None))
+
+
+def _load_groups(path: Path) -> Any:
+    from recommender.groups import UserGroups
+
+    return UserGroups.load(path)
+
+
+GROUPS = Component("groups", "groups.json", _save_groups, _load_groups)
+register_component(GROUPS)

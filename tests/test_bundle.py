@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import bentoml
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.build import build_bundle
+from recommender.bundle import Bundle, load_from_store, save_to_store
+from recommender.errors import BundleError, NotFoundError
+from recommender.pipeline import Recommender
+from recommender.schemas import validate_tables
+
+
+@pytest.fixture
+def built(items, interactions, tiny_encoder):
+    return build_bundle(validate_tables(items, interactions), tiny_encoder, progress=False)
+
+
+def test_build_encodes_every_item_and_user(built, items):
+    assert built.item_vectors.shape == (len(items), 32)
+    assert sorted(built.user_ids) == [10, 20, 30, 40]
+    np.testing.assert_allclose(np.linalg.norm(built.user_vectors, axis=1), 1.0, atol=1e-5)
+    assert "groups" in built.components
+
+
+def test_save_load_gives_identical_recommendations(built, tmp_path):
+    built.save(tmp_path)
+    files = {p.name for p in tmp_path.iterdir()}
+    assert {"config.json", "items.parquet", "item_vectors.safetensors", "interactions.parquet",
+            "user_vectors.safetensors", "groups.json", "groups.safetensors"} <= files
+    assert not any(f.endswith((".pkl", ".pickle", ".joblib")) for f in files)
+    loaded = Bundle.load(tmp_path)
+    a, b = Recommender(built), Recommender(loaded)
+    for user in (10, 20, 30, 40, 999):
+        ra, rb = a.recommend(user_id=user, k=4), b.recommend(user_id=user, k=4)
+        assert [i.item_id for i in ra.items] == [i.item_id for i in rb.items]
+        assert [i.score for i in ra.items] == pytest.approx([i.score for i in rb.items])
+        assert ra.group == rb.group
+
+
+def test_config_is_plain_json_with_versions(built, tmp_path):
+    built.save(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["format_version"] == 1 and cfg["encoder"]["name"] == "tiny"
+    assert {"bentoml", "torch", "transformers"} <= set(cfg["versions"])
+    assert cfg["components"] == ["groups"]
+
+
+def test_store_round_trip_and_versions(built):
+    tag1 = save_to_store(built, "bundle-rt")
+    tag2 = save_to_store(built, "bundle-rt")
+    assert tag1 != tag2
+    loaded, tag = load_from_store("bundle-rt")
+    assert tag == str(bentoml.models.get("bundle-rt:latest").tag)
+    pd.testing.assert_frame_equal(loaded.items, built.items)
+
+
+def test_failed_save_leaves_store_unchanged(built, monkeypatch):
+    before = {str(m.tag) for m in bentoml.models.list()}
+
+    def broken(self, path):
+        (Path(path) / "partial.bin").write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Bundle, "save", broken)
+    with pytest.raises(OSError):
+        save_to_store(built, "never-there")
+    assert {str(m.tag) for m in bentoml.models.list()} == before
+
+
+def test_unknown_model_is_not_found():
+    with pytest.raises(NotFoundError) as info:
+        load_from_store("does-not-exist")
+    assert info.value.field == "model"
+
+
+def test_future_format_is_refused(built, tmp_path):
+    built.save(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["format_version"] = 99
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(BundleError, match="format_version"):
+        Bundle.load(tmp_path)
