@@ -1,10 +1,11 @@
 """Explanations: the strongest item -> entity -> item paths behind a recommendation.
 
 A reason links a recommended item to one item of the user's history (or to the query)
-through the entities they share. Its score is the TF-IDF cosine contribution of that
-history item (the same quantity :func:`~knowledge_graph.expand.two_hop` sums), so the
-reasons shown are the paths that actually pushed the item up. Only items passed in
-``history`` (or ``query_items``) are ever cited.
+through the entities they share. Its score is the TF-IDF cosine between the two items'
+entity profiles (times the history item's weight): within a path the entities are
+ordered by ``idf**2``, as in the expansion walk, so the rarest shared entity is named
+first; across history items, the most similar one wins, however many entities it has.
+Only items passed in ``history`` (or ``query_items``) are ever cited.
 
 Examples
 --------

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 #: File name of the graph inside a bundle folder.
 GRAPH_FILE = "graph.json"
 
-Method = Literal["two_hop", "ppr"]
+Method = Literal["two_hop", "cosine", "ppr"]
 
 
 class KnowledgeGraph:
@@ -73,8 +73,10 @@ class KnowledgeGraph:
         Entities linked to at least one item, sorted; ``entity_pos`` maps back.
     A : scipy.sparse.csr_matrix
         ``(n_items, n_entities)`` edge weights (IDF x column weight).
+    AT : scipy.sparse.csr_matrix
+        Its transpose (the entity -> item step of a walk).
     A_norm, AT_norm : scipy.sparse.csr_matrix
-        ``A`` with unit-L2 rows, and its transpose.
+        ``A`` with unit-L2 rows (explanations, ``method="cosine"``), and its transpose.
     """
 
     def __init__(self, G: nx.Graph) -> None:
@@ -113,6 +115,7 @@ class KnowledgeGraph:
         self.A = sp.csr_matrix((vals, (rows, cols)), shape=shape, dtype=np.float64)
         self.A.sort_indices()
         self.A_norm = normalize_rows(self.A)
+        self.AT = sp.csr_matrix(self.A.T)
         self.AT_norm = sp.csr_matrix(self.A_norm.T)
         self._ppr: tuple[sp.csr_matrix, sp.csr_matrix] | None = None
         labels = {n: str(G.nodes[n].get("label", n)) for n in self.entity_nodes}
@@ -222,8 +225,10 @@ class KnowledgeGraph:
             Most candidates returned.
         exclude : array of int, optional
             Items never returned (seeds are always excluded).
-        method : {"two_hop", "ppr"}
-            See :mod:`knowledge_graph.expand`.
+        method : {"two_hop", "cosine", "ppr"}
+            ``two_hop`` (default): IDF-weighted co-occurrence over item -> entity -> item;
+            ``cosine``: the same walk on unit-norm rows; ``ppr``: personalised
+            PageRank. See :mod:`knowledge_graph.expand` and ``benchmarks/kg_quality.py``.
         """
         if not 0.0 <= query_weight <= 1.0:
             raise InputError(
@@ -233,16 +238,17 @@ class KnowledgeGraph:
             )
         q = [self.entity_pos[e] for e in query_entities if e in self.entity_pos]
         seeds = np.asarray(seeds, dtype=np.int64)
-        if method == "two_hop":
+        if method in ("two_hop", "cosine"):
+            A, AT = (self.A, self.AT) if method == "two_hop" else (self.A_norm, self.AT_norm)
             return two_hop(
-                self.A_norm,
+                A,
                 seeds,
                 seed_weights,
                 query_entities=q,
                 query_weight=query_weight,
                 n=n,
                 exclude=exclude,
-                AT_norm=self.AT_norm,
+                AT_norm=AT,
             )
         if method == "ppr":
             P_ie, P_ei = self._transitions()
@@ -257,7 +263,9 @@ class KnowledgeGraph:
                 exclude=exclude,
             )
         raise InputError(
-            f"method={method!r}: expected 'two_hop' or 'ppr'", field="method", value=method
+            f"method={method!r}: expected 'two_hop', 'cosine' or 'ppr'",
+            field="method",
+            value=method,
         )
 
     def explain(

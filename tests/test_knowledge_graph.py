@@ -198,10 +198,13 @@ def test_cosine_expansion_divides_by_the_candidate_norm() -> None:
 
 
 def test_idf_puts_the_rare_shared_entity_first() -> None:
-    # with IDF, sharing the rare tag 'pixar' (support 3) and Lasseter (2) beats Up
-    # (pixar + genres) for a Toy Story fan: Cars first
+    # Cars shares all of Up's links with Toy Story plus the rare director Lasseter; Heat
+    # shares only the year and decade 1995 / 1990s, but both are rare (support 2), so
+    # with IDF it outranks Up (pixar, Animation, Comedy: support 3 each); without, not.
     kg = KnowledgeGraph.build(ITEMS, config=GraphConfig(max_entity_share=1.0))
-    assert kg.expand([TOY])[0][:2].tolist() == [CARS, UP]
+    assert kg.expand([TOY])[0][:3].tolist() == [CARS, HEAT, UP]
+    flat = KnowledgeGraph.build(ITEMS, config=GraphConfig(max_entity_share=1.0, idf=False))
+    assert flat.expand([TOY])[0][:3].tolist() == [CARS, UP, HEAT]
 
 
 def test_expansion_excludes_seeds_and_respects_n_and_exclude(kg: KnowledgeGraph) -> None:
