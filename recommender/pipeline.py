@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -213,6 +214,8 @@ class Recommender:
         self._attr_values = {c: items[c].astype(str).tolist() for c in self._attributes}
         self._user_id_kind = bundle.interactions["user_id"].dtype.kind
         self._user_row = {_native(u): i for i, u in enumerate(bundle.user_ids)}
+        self._live: dict[Any, History] = {}
+        self._live_lock = threading.Lock()
         self.groups = bundle.components.get("groups")
         self.reranker = self._build_reranker()
         log.info(
@@ -291,8 +294,11 @@ class Recommender:
         known = False
         if req.user_id is not None:
             key = self.user_key(req.user_id)
-            known = key in self.histories
+            known = key in self.histories or key in self._live
             stored = self.histories.get(key)
+            live = self._live.get(key)
+            if live is not None:
+                stored = stored.extend(live)
         if req.history:
             rows = np.array(
                 [self.item_row(i, field_name=f"history[{n}]") for n, i in enumerate(req.history)],
@@ -302,6 +308,34 @@ class Recommender:
             sent = History(rows, base + np.arange(len(rows)), np.ones(len(rows)))
             stored = stored.extend(sent)
         return stored, known
+
+    def add_events(self, events: Any) -> int:
+        """Fold validated feedback events into users' histories at once.
+
+        ``events`` is a DataFrame with ``user_id, item_id, timestamp`` and optionally
+        ``weight`` (as returned by the feedback store). Unknown items raise
+        :class:`NotFoundError` naming the row. Returns the number of events added.
+        """
+        if len(events) == 0:
+            return 0
+        rows = [
+            self.item_row(i, field_name=f"events[{n}].item_id")
+            for n, i in enumerate(events["item_id"].tolist())
+        ]
+        weights = (
+            events["weight"].fillna(1.0).to_numpy(dtype=np.float64)
+            if "weight" in events.columns
+            else np.ones(len(rows))
+        )
+        ts = events["timestamp"].to_numpy(dtype=np.int64)
+        users = [self.user_key(u) for u in events["user_id"].tolist()]
+        with self._live_lock:
+            for u in dict.fromkeys(users):
+                sel = np.array([x == u for x in users])
+                add = History(np.asarray(rows, np.int64)[sel], ts[sel], weights[sel])
+                old = self._live.get(u)
+                self._live[u] = add if old is None else old.extend(add)
+        return len(rows)
 
     def user_vectors(self, reqs: Sequence[Request]) -> tuple[np.ndarray, list[History], list[bool]]:
         """Stage 1 for a batch: one vector per request, its history, and cold-start flags.

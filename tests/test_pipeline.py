@@ -156,3 +156,25 @@ def test_rerank_can_be_switched_off_per_request(rec, reranked):
     assert ids(reranked.recommend(user_id=30, k=3, rerank=False)) == ids(
         rec.recommend(user_id=30, k=3)
     )
+
+
+def test_feedback_events_reflect_at_once(rec):
+    import pandas as pd
+
+    before = ids(rec.recommend(user_id=10, k=3))
+    assert 3 in before
+    rec.add_events(pd.DataFrame({"user_id": [10], "item_id": [3], "timestamp": [10**9]}))
+    after = ids(rec.recommend(user_id=10, k=3))
+    assert 3 not in after
+    # a brand-new user is no longer a cold start after one event
+    rec.add_events(pd.DataFrame({"user_id": [777], "item_id": [7], "timestamp": [5]}))
+    out = rec.recommend(user_id=777, k=1)
+    assert not out.cold_start and ids(out) == [8]
+
+
+def test_feedback_with_unknown_item_names_the_row(rec):
+    import pandas as pd
+
+    with pytest.raises(NotFoundError) as info:
+        rec.add_events(pd.DataFrame({"user_id": [1, 1], "item_id": [1, 999], "timestamp": [1, 2]}))
+    assert info.value.field == "events[1].item_id"
