@@ -178,6 +178,41 @@ def batch(
     console.print(table)
 
 
+@app.command()
+def groups(
+    model: ModelOpt,
+    png: Annotated[
+        Path | None, typer.Option(help="Where to write the plot (default: <model>-groups.png).")
+    ] = None,
+) -> None:
+    """Print the user groups' portraits and write a PNG of them."""
+    from recommender.group_portraits import plot_groups
+
+    rec = _load(model)
+    g = rec.groups
+    if g is None:
+        _fail(RecbentoError(f"model={model!r} has no user groups (built with too few users?)"))
+    table = Table(title=f"{g.n_groups_} user groups (silhouette {g.silhouette_:.3f})")
+    for col in ("group", "users", "share", "top entities (lift)", "top items"):
+        table.add_column(col, justify="right" if col in ("group", "users", "share") else "left")
+    titles = dict(zip(rec.item_ids, rec.titles, strict=True))
+    for p in g.portraits_:
+        ents = ", ".join(f"{e['entity']} ({e['lift']:.2f})" for e in p.top_entities[:3])
+        items = "; ".join(str(titles.get(i["item"], i["item"])) for i in p.top_items[:3])
+        table.add_row(str(p.group), f"{p.size:,}", f"{p.share:.1%}", ents, items)
+    console.print(table)
+    if rec.bundle.user_vectors is not None and len(g.labels_) == len(rec.bundle.user_vectors):
+        path = png or Path(f"{model.split(':')[0]}-groups.png")
+        plot_groups(
+            rec.bundle.user_vectors,
+            g.labels_,
+            g.portraits_,
+            path,
+            title=f"User groups of {rec.tag}",
+        )
+        console.print(f"wrote {path}")
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -24,9 +24,15 @@ def built_model(tmp_path_factory, tiny_encoder_path):
     res = runner.invoke(
         app,
         [
-            "build", "--items", str(d / "items.csv"),
-            "--interactions", str(d / "interactions.parquet"),
-            "--name", "cli-toy", "--encoder", str(tiny_encoder_path),
+            "build",
+            "--items",
+            str(d / "items.csv"),
+            "--interactions",
+            str(d / "interactions.parquet"),
+            "--name",
+            "cli-toy",
+            "--encoder",
+            str(tiny_encoder_path),
         ],
     )
     assert res.exit_code == 0, res.output
@@ -51,8 +57,9 @@ def test_recommend_unknown_model_exits_non_zero(built_model):
     assert "no-such-model" in res.output
 
 
-def test_bad_tables_name_every_problem_and_leave_store_alone(tmp_path, items, interactions,
-                                                              tiny_encoder_path, built_model):
+def test_bad_tables_name_every_problem_and_leave_store_alone(
+    tmp_path, items, interactions, tiny_encoder_path, built_model
+):
     items.loc[1, "title"] = ""
     items.loc[3, "item_id"] = 1
     interactions.loc[0, "item_id"] = 4242
@@ -61,8 +68,17 @@ def test_bad_tables_name_every_problem_and_leave_store_alone(tmp_path, items, in
     before = store_tags()
     res = runner.invoke(
         app,
-        ["build", "--items", str(tmp_path / "items.csv"), "--interactions",
-         str(tmp_path / "inter.csv"), "--name", "bad-toy", "--encoder", str(tiny_encoder_path)],
+        [
+            "build",
+            "--items",
+            str(tmp_path / "items.csv"),
+            "--interactions",
+            str(tmp_path / "inter.csv"),
+            "--name",
+            "bad-toy",
+            "--encoder",
+            str(tiny_encoder_path),
+        ],
     )
     assert res.exit_code == 1
     out = " ".join(res.output.split())
@@ -77,8 +93,17 @@ def test_build_rejects_unknown_file_type(tmp_path, tiny_encoder_path):
     (tmp_path / "items.xlsx").write_text("x")
     res = runner.invoke(
         app,
-        ["build", "--items", str(tmp_path / "items.xlsx"), "--interactions",
-         str(tmp_path / "x.csv"), "--name", "x", "--encoder", str(tiny_encoder_path)],
+        [
+            "build",
+            "--items",
+            str(tmp_path / "items.xlsx"),
+            "--interactions",
+            str(tmp_path / "x.csv"),
+            "--name",
+            "x",
+            "--encoder",
+            str(tiny_encoder_path),
+        ],
     )
     assert res.exit_code == 1 and ".xlsx" in res.output
 
@@ -88,8 +113,17 @@ def test_batch_in_process(tmp_path, built_model):
     out = tmp_path / "recs.parquet"
     res = runner.invoke(
         app,
-        ["batch", "--model", "cli-toy", "--input", str(tmp_path / "users.csv"),
-         "--output", str(out), "-k", "3"],
+        [
+            "batch",
+            "--model",
+            "cli-toy",
+            "--input",
+            str(tmp_path / "users.csv"),
+            "--output",
+            str(out),
+            "-k",
+            "3",
+        ],
     )
     assert res.exit_code == 0, res.output
     recs = pd.read_parquet(out)
@@ -100,3 +134,11 @@ def test_batch_in_process(tmp_path, built_model):
     seen = set(zip(INTERACTIONS.user_id, INTERACTIONS.item_id, strict=True))
     assert not any((u, i) in seen for u, i in zip(recs.user_id, recs.item_id, strict=True))
     assert recs.groupby("user_id")["rank"].apply(list).tolist() == [[1, 2, 3]] * 4
+
+
+def test_groups_prints_portraits_and_writes_png(tmp_path, built_model):
+    png = tmp_path / "groups.png"
+    res = runner.invoke(app, ["groups", "--model", "cli-toy", "--png", str(png)])
+    assert res.exit_code == 0, res.output
+    assert "user groups" in res.output and "genres:" in res.output
+    assert png.read_bytes()[:4] == b"\x89PNG"
