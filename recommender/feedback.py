@@ -29,7 +29,7 @@ import logging
 import math
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,7 @@ class FeedbackStore:
         events: pd.DataFrame | Sequence[Mapping[str, Any]],
         *,
         items: pd.DataFrame | None = None,
+        user_key: Callable[[Any], Any] | None = None,
     ) -> int:
         """Store ``events`` in one transaction; return how many, after the commit.
 
@@ -123,6 +124,11 @@ class FeedbackStore:
             rejected, every problem reported at once) and ids are normalised to the
             catalogue's type; otherwise each event is checked here and ids are kept
             exactly as sent.
+        user_key : callable, optional
+            Maps each (validated) ``user_id`` to the type of the model's interaction
+            log, e.g. :meth:`recommender.pipeline.Recommender.user_key`, so that
+            ``"7"`` sent for a log of int ids is stored as ``7``. Use the same
+            function for :meth:`events_for_user`.
 
         Returns
         -------
@@ -136,7 +142,7 @@ class FeedbackStore:
         ValidationError
             ``items`` was given and the schema rejected some rows.
         """
-        rows = self._rows(events, items)
+        rows = self._rows(events, items, user_key)
         if not rows:
             return 0
         with self._lock:
@@ -241,7 +247,10 @@ class FeedbackStore:
         return out
 
     def _rows(
-        self, events: pd.DataFrame | Sequence[Mapping[str, Any]], items: pd.DataFrame | None
+        self,
+        events: pd.DataFrame | Sequence[Mapping[str, Any]],
+        items: pd.DataFrame | None,
+        user_key: Callable[[Any], Any] | None,
     ) -> list[tuple]:
         if isinstance(events, pd.DataFrame):
             df = events
@@ -266,7 +275,12 @@ class FeedbackStore:
             from recommender.schemas import validate_interactions
 
             df = validate_interactions(df, items)
-        return [_row(rec, n) for n, rec in enumerate(df.to_dict(orient="records"))]
+        records = df.to_dict(orient="records")
+        if user_key is not None:
+            for rec in records:
+                if not _missing(rec.get("user_id")):
+                    rec["user_id"] = user_key(rec["user_id"])
+        return [_row(rec, n) for n, rec in enumerate(records)]
 
 
 def to_history(events: pd.DataFrame, item_index: Mapping[Any, int]) -> Any:

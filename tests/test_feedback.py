@@ -109,6 +109,15 @@ def test_schema_validation_against_catalogue(store: FeedbackStore) -> None:
     assert store.events_for_user(1)["item_id"].tolist() == [11]  # normalised like the log
 
 
+def test_user_key_maps_ids_to_the_log_type(store: FeedbackStore) -> None:
+    items = pd.DataFrame({"item_id": ["a", "b"], "title": ["A", "B"]})
+    # The schema alone would turn an all-digit request's "1" into the int 1; a model
+    # whose log has string user ids wants "1" kept as a string.
+    store.append([{"user_id": "1", "item_id": "b", "timestamp": 5}], items=items, user_key=str)
+    assert store.events_for_user("1")["item_id"].tolist() == ["b"]
+    assert store.events_for_user(1).empty
+
+
 def test_to_history(store: FeedbackStore) -> None:
     store.append(EVENTS + [{"user_id": 1, "item_id": 999, "timestamp": 50}])
     h = to_history(store.events_for_user(1), {10: 0, 11: 1})
