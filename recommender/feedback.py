@@ -38,7 +38,7 @@ import pandas as pd
 
 from recommender.errors import InputError
 
-__all__ = ["EVENT_COLUMNS", "FeedbackStore", "to_history"]
+__all__ = ["EVENT_COLUMNS", "FeedbackStore", "fold_events", "to_history"]
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +281,51 @@ class FeedbackStore:
                 if not _missing(rec.get("user_id")):
                     rec["user_id"] = user_key(rec["user_id"])
         return [_row(rec, n) for n, rec in enumerate(records)]
+
+
+def fold_events(
+    interactions: pd.DataFrame, store: FeedbackStore, since: int | None = None
+) -> tuple[pd.DataFrame, int]:
+    """The interaction log with the store's events after ``since`` appended (for refresh).
+
+    Parameters
+    ----------
+    interactions : pandas.DataFrame
+        The current model's normalised interactions.
+    store : FeedbackStore
+        The feedback store.
+    since : int, optional
+        The ``feedback_seq`` recorded by the previous refresh (None: every event).
+
+    Returns
+    -------
+    interactions : pandas.DataFrame
+        Old and new rows, sorted by user, time and item like a validated log.
+    seq : int
+        High-water mark to record in the new model (``config["feedback_seq"]``);
+        events committed while folding are left for the next refresh.
+    """
+    until = store.last_seq()
+    new = store.all_events(since=since, until=until).reset_index(drop=True)
+    if "rating" not in interactions.columns and new["rating"].isna().all():
+        new = new.drop(columns="rating")
+    out = pd.concat([interactions, new], ignore_index=True)
+    for col in ("user_id", "item_id"):
+        kinds = {type(v) for v in out[col].map(_native)}
+        if kinds == {int}:
+            out[col] = out[col].astype("int64")
+    out = out.sort_values(["user_id", "timestamp", "item_id"], kind="stable", key=_sort_key)
+    log.info("folded %d feedback events (seq %s..%d)", len(new), since or 0, until)
+    return out.reset_index(drop=True), until
+
+
+def _native(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _sort_key(s: pd.Series) -> pd.Series:
+    # Mixed int / str columns cannot be compared; order them by text then.
+    return s.map(str) if s.dtype == object else s
 
 
 def to_history(events: pd.DataFrame, item_index: Mapping[Any, int]) -> Any:

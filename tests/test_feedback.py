@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from recommender.errors import InputError, ValidationError
-from recommender.feedback import EVENT_COLUMNS, FeedbackStore, to_history
+from recommender.feedback import EVENT_COLUMNS, FeedbackStore, fold_events, to_history
 
 EVENTS = [
     {"user_id": 1, "item_id": 10, "timestamp": 300, "rating": 4.0},
@@ -124,6 +124,18 @@ def test_to_history(store: FeedbackStore) -> None:
     assert h.items.tolist() == [1, 0]  # 999 is not in the catalogue
     assert h.timestamps.tolist() == [100, 300]
     assert h.weights.tolist() == [2.0, 4.0]
+
+
+def test_fold_events_for_refresh(store: FeedbackStore) -> None:
+    log = pd.DataFrame({"user_id": [1], "item_id": [12], "timestamp": [50], "weight": [1.0]})
+    store.append(EVENTS[:2])
+    folded, seq = fold_events(log, store)
+    assert seq == 2
+    assert folded["item_id"].tolist() == [12, 11, 10]  # user 1 by time
+    assert folded["user_id"].dtype == np.int64 and "rating" in folded.columns
+    store.append(EVENTS[2:])
+    again, seq2 = fold_events(folded, store, since=seq)
+    assert seq2 == 3 and len(again) == 4  # only the new event is added
 
 
 def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
