@@ -54,6 +54,8 @@ def build_bundle(
     fit_groups: bool = True,
     n_groups: int | None = None,
     random_state: int = 0,
+    build_graph: bool = True,
+    graph: dict[str, Any] | None = None,
 ) -> Bundle:
     """Encode the catalogue and the users of ``tables`` into a :class:`Bundle`."""
     timings = timings if timings is not None else {}
@@ -73,6 +75,15 @@ def build_bundle(
     timings["users"] = time.perf_counter() - t0
 
     components: dict[str, Any] = {}
+    graph_cfg: dict[str, Any] = {}
+    if build_graph:
+        from knowledge_graph import GraphConfig, KnowledgeGraph
+
+        t0 = time.perf_counter()
+        kg = KnowledgeGraph.build(tables.items, tables.users, GraphConfig.from_config(graph))
+        components["graph"] = kg
+        graph_cfg = kg.config.get_config()
+        timings["graph"] = time.perf_counter() - t0
     if fit_groups and len(user_ids) >= 4:
         t0 = time.perf_counter()
         components["groups"] = fit_user_groups(
@@ -89,6 +100,7 @@ def build_bundle(
         },
         "item_text_columns": attribute_columns(tables.items),
         "serving": serving.get_config(),
+        "graph": graph_cfg,
         "versions": library_versions(),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -10,7 +10,7 @@ from typing import Any
 
 from recommender.bundle import Component, register_component
 
-__all__ = ["GROUPS"]
+__all__ = ["GRAPH", "GROUPS"]
 
 
 def _save_groups(obj: Any, path: Path) -> None:
@@ -25,3 +25,17 @@ def _load_groups(path: Path) -> Any:
 
 GROUPS = Component("groups", "groups.json", _save_groups, _load_groups)
 register_component(GROUPS)
+
+
+def _save_graph(obj: Any, path: Path) -> None:
+    obj.save(path)
+
+
+def _load_graph(path: Path) -> Any:
+    from knowledge_graph import KnowledgeGraph
+
+    return KnowledgeGraph.load(path)
+
+
+GRAPH = Component("graph", "graph.json", _save_graph, _load_graph)
+register_component(GRAPH)

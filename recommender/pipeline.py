@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from knowledge_graph.expand import blend, recency_weights
 from recommender.bundle import Bundle
 from recommender.data import attribute_columns, split_multi
 from recommender.errors import InputError, NotFoundError
@@ -63,6 +64,12 @@ class ServingConfig:
         Share of the query vector when a request has both a history and a query.
     n_candidates : int
         Candidates fetched before reranking and explanation.
+    kg_weight : float
+        How much knowledge-graph expansion counts next to vector relevance
+        (``relevance + kg_weight * kg / max(kg)``); 0 turns expansion off. A request
+        may set it in ``knobs``.
+    max_reasons : int
+        Reasons per item when a request asks for explanations.
     """
 
     k_max: int = 100
@@ -71,6 +78,8 @@ class ServingConfig:
     half_life_days: float = 30.0
     query_weight: float = 0.6
     n_candidates: int = 200
+    kg_weight: float = 0.5
+    max_reasons: int = 3
 
     def get_config(self) -> dict[str, Any]:
         return asdict(self)
@@ -217,6 +226,9 @@ class Recommender:
         self._live: dict[Any, History] = {}
         self._live_lock = threading.Lock()
         self.groups = bundle.components.get("groups")
+        self.graph = bundle.components.get("graph")
+        if self.graph is not None:
+            self.graph.check_items(self.item_ids)
         self.reranker = self._build_reranker()
         log.info(
             "recommender ready: %d items, %d users in %.2fs",
@@ -455,29 +467,98 @@ class Recommender:
     def _finish(
         self, req: Request, scores: np.ndarray, vec: np.ndarray, hist: History, cold: bool
     ) -> Recommendation:
-        """Stages 3-5 for one request: candidates, rerank, explain."""
+        """Stages 3-5 for one request: candidates (vector + graph), rerank, explain."""
+        knobs = dict(req.knobs or {})
+        kg_weight = float(knobs.pop("kg_weight", self.config.kg_weight))
+        if not (math.isfinite(kg_weight) and kg_weight >= 0):
+            raise InputError(
+                f"knobs.kg_weight={kg_weight!r}: expected a number >= 0",
+                field="knobs.kg_weight",
+                value=kg_weight,
+            )
         exclude = np.unique(hist.items) if req.exclude_seen else np.zeros(0, np.int64)
         mask = self.allowed_mask(req)
         group = None if cold else self.user_group(req, vec)
         use_rerank = req.rerank and self.reranker is not None
         n_cand = max(req.k, self.config.n_candidates) if use_rerank else req.k
+        graph_ctx = self._graph_context(req, hist)
+        if graph_ctx is not None and kg_weight > 0 and not cold:
+            scores = self._expand(scores, graph_ctx, exclude, kg_weight)
         idx, sc = top_k(scores, n_cand, exclude=[exclude], allowed=mask)
         keep = idx[0] >= 0
         idx, sc = idx[0][keep], sc[0][keep]
         if use_rerank and len(idx):
-            cfg = self.reranker.config.replace(**dict(req.knobs or {}))
+            cfg = self.reranker.config.replace(**knobs)
             profile = None
             if len(hist) and self.reranker.item_dist is not None:
                 profile = user_entity_profile(self.reranker.item_dist, hist.items)
             idx, sc = self.reranker.rerank(
                 idx, sc, req.k, group=group, user_profile=profile, config=cfg
             )
+        elif knobs:
+            raise InputError(
+                f"knobs {sorted(knobs)} need the reranker, which is off for this request",
+                field="knobs",
+            )
         idx, sc = idx[: req.k], sc[: req.k]
+        reasons: list[list[dict[str, Any]]] = [[] for _ in idx]
+        if req.explain and graph_ctx is not None and len(idx):
+            found = self.graph.explain_batch(
+                idx,
+                graph_ctx.history,
+                graph_ctx.query_entities,
+                max_reasons=self.config.max_reasons,
+                history_weights=graph_ctx.history_weights,
+                query_items=graph_ctx.query_items,
+            )
+            reasons = [[r.to_dict() for r in rs] for rs in found]
         items = [
-            RecommendedItem(self.item_ids[j], self.titles[j], float(s))
-            for j, s in zip(idx, sc, strict=True)
+            RecommendedItem(self.item_ids[j], self.titles[j], float(s), r)
+            for j, s, r in zip(idx, sc, reasons, strict=True)
         ]
         return Recommendation(req.user_id, items, cold, group, self.tag)
+
+    def _graph_context(self, req: Request, hist: History) -> _GraphContext | None:
+        if self.graph is None:
+            return None
+        match = self.graph.match_query(req.query) if req.query else None
+        h = hist.last(self.config.history_max)
+        return _GraphContext(
+            history=h.items,
+            history_weights=recency_weights(h.timestamps, self.config.half_life_days),
+            query_entities=list(match.entities) if match else [],
+            query_items=np.asarray(match.items if match else [], dtype=np.int64),
+        )
+
+    def _expand(
+        self, scores: np.ndarray, ctx: _GraphContext, exclude: np.ndarray, weight: float
+    ) -> np.ndarray:
+        """Blend knowledge-graph candidates into one request's relevance row."""
+        w = ctx.history_weights
+        seeds = np.r_[ctx.history, ctx.query_items].astype(np.int64)
+        top = float(w.max()) if len(w) else 1.0
+        weights = np.r_[w, np.full(len(ctx.query_items), top)]
+        if not len(seeds) and not ctx.query_entities:
+            return scores
+        kg_idx, kg_sc = self.graph.expand(
+            seeds,
+            weights,
+            query_entities=ctx.query_entities,
+            query_weight=self.config.query_weight if len(ctx.history) else 1.0,
+            n=self.config.n_candidates,
+            exclude=exclude,
+        )
+        return blend(scores, kg_idx, kg_sc, weight * self._relevance_scale(scores))
+
+    @staticmethod
+    def _relevance_scale(scores: np.ndarray) -> float:
+        """Spread of the relevance row's head, so ``kg_weight`` means the same for any scorer."""
+        finite = scores[np.isfinite(scores)]
+        if finite.size < 2:
+            return 1.0
+        hi = np.partition(finite, -min(100, finite.size))[-min(100, finite.size) :]
+        spread = float(hi.max() - np.median(finite))
+        return spread if spread > 0 else 1.0
 
     def user_group(self, req: Request, vec: np.ndarray) -> int | None:
         """The user's group: stored for known users, else the nearest group to ``vec``."""
@@ -513,6 +594,16 @@ class Recommender:
         clone.__dict__.update(self.__dict__)
         clone.config = replace(self.config, **overrides)
         return clone
+
+
+@dataclass(frozen=True)
+class _GraphContext:
+    """What the graph stages need from one request."""
+
+    history: np.ndarray
+    history_weights: np.ndarray
+    query_entities: list[str]
+    query_items: np.ndarray
 
 
 def _native(v: Any) -> Any:

@@ -47,7 +47,7 @@ def test_config_is_plain_json_with_versions(built, tmp_path):
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["format_version"] == 1 and cfg["encoder"]["name"] == "tiny"
     assert {"bentoml", "torch", "transformers"} <= set(cfg["versions"])
-    assert cfg["components"] == ["groups"]
+    assert cfg["components"] == ["graph", "groups"]
 
 
 def test_store_round_trip_and_versions(built):

@@ -14,8 +14,12 @@ def ids(rec):
 @pytest.fixture
 def rec(toy_bundle):
     """Pure relevance: the reranker is switched off for the known-answer tests."""
-    toy_bundle.config["rerank"] = {"enabled": False}
-    return Recommender(toy_bundle)
+    import dataclasses
+
+    off = dataclasses.replace(
+        toy_bundle, config={**toy_bundle.config, "rerank": {"enabled": False}}
+    )
+    return Recommender(off)
 
 
 @pytest.fixture
@@ -178,3 +182,46 @@ def test_feedback_with_unknown_item_names_the_row(rec):
     with pytest.raises(NotFoundError) as info:
         rec.add_events(pd.DataFrame({"user_id": [1, 1], "item_id": [1, 999], "timestamp": [1, 2]}))
     assert info.value.field == "events[1].item_id"
+
+
+@pytest.fixture
+def with_graph(toy_bundle):
+    from knowledge_graph import KnowledgeGraph
+
+    toy_bundle.components["graph"] = KnowledgeGraph.build(toy_bundle.items)
+    return Recommender(toy_bundle)
+
+
+def test_explanations_cite_only_the_users_history(with_graph):
+    out = with_graph.recommend(
+        user_id=10, k=3, explain=True, knobs={"diversity": 0.0, "longtail_min_share": 0.0}
+    )
+    assert ids(out)[0] == 3
+    thief = out.items[0]
+    assert thief.reasons, "the top item must be explained"
+    cited = {r["from_item"] for item in out.items for r in item.reasons if r["from_item"]}
+    assert cited <= {1, 2}
+    text = " ".join(r["text"] for r in thief.reasons)
+    assert "Michael Mann" in text
+
+
+def test_explain_off_means_no_reasons(with_graph):
+    out = with_graph.recommend(user_id=10, k=3)
+    assert all(not i.reasons for i in out.items)
+
+
+def test_graph_expansion_weight_is_a_knob(with_graph):
+    base = with_graph.recommend(user_id=20, k=3, knobs={"kg_weight": 0.0})
+    assert len(base.items) == 3
+    with pytest.raises(InputError) as info:
+        with_graph.recommend(user_id=20, knobs={"kg_weight": -1})
+    assert info.value.field == "knobs.kg_weight"
+
+
+def test_query_naming_an_entity_reaches_its_items(with_graph):
+    # the fake-free pipeline needs an encoder for queries; use one that knows nothing
+    rec = with_graph
+    rec._encode = lambda texts: np.zeros((len(texts), 4), dtype=np.float32)
+    out = rec.recommend(query="anything by Michael Mann", k=3, explain=True)
+    assert set(ids(out)) == {1, 2, 3}
+    assert all(r["source"] == "query" for i in out.items for r in i.reasons)
