@@ -213,6 +213,16 @@ def groups(
         console.print(f"wrote {path}")
 
 
+def _register() -> None:
+    from recommender.cli_kg import explain, kg_app
+
+    app.add_typer(kg_app, name="kg")
+    app.command()(explain)
+
+
+_register()
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

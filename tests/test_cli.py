@@ -142,3 +142,38 @@ def test_groups_prints_portraits_and_writes_png(tmp_path, built_model):
     assert res.exit_code == 0, res.output
     assert "user groups" in res.output and "genres:" in res.output
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_explain_names_the_shared_director(built_model):
+    res = runner.invoke(app, ["explain", "--model", "cli-toy", "--user-id", "10", "--item-id", "3"])
+    assert res.exit_code == 0, res.output
+    assert "Thief (1981)" in res.output and "Michael Mann" in res.output
+
+
+def test_explain_unknown_item_fails_cleanly(built_model):
+    res = runner.invoke(
+        app, ["explain", "--model", "cli-toy", "--user-id", "10", "--item-id", "404"]
+    )
+    assert res.exit_code == 1 and "404" in res.output
+
+
+def test_kg_stats_export_and_ego(tmp_path, built_model):
+    import json
+
+    res = runner.invoke(app, ["kg", "stats", "--model", "cli-toy", "--json"])
+    assert res.exit_code == 0, res.output
+    stats = json.loads(res.output)
+    assert stats and "item" in json.dumps(stats)
+    for fmt, name in (("json", "g.json"), ("graphml", "g.graphml")):
+        res = runner.invoke(
+            app,
+            ["kg", "export", "--model", "cli-toy", "--out", str(tmp_path / name), "--format", fmt],
+        )
+        assert res.exit_code == 0, res.output
+        assert (tmp_path / name).stat().st_size > 0
+    res = runner.invoke(
+        app,
+        ["kg", "ego", "--model", "cli-toy", "--item-id", "1", "--out", str(tmp_path / "ego.png")],
+    )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "ego.png").read_bytes()[:4] == b"\x89PNG"
