@@ -26,7 +26,15 @@ from recommender.history import Histories, history_vectors
 from recommender.pipeline import ServingConfig
 from recommender.schemas import ItemSchema, Tables, UserSchema
 
-__all__ = ["BuildReport", "build_bundle", "build_and_save", "build_demo", "DEMO_MODEL"]
+__all__ = [
+    "BuildReport",
+    "build_bundle",
+    "build_and_save",
+    "build_demo",
+    "retrain",
+    "train_tower",
+    "DEMO_MODEL",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +64,8 @@ def build_bundle(
     random_state: int = 0,
     build_graph: bool = True,
     graph: dict[str, Any] | None = None,
+    train: bool = False,
+    train_config: dict[str, Any] | None = None,
 ) -> Bundle:
     """Encode the catalogue and the users of ``tables`` into a :class:`Bundle`."""
     timings = timings if timings is not None else {}
@@ -91,6 +101,11 @@ def build_bundle(
         )
         timings["groups"] = time.perf_counter() - t0
 
+    if train:
+        t0 = time.perf_counter()
+        components["tower"] = train_tower(tables, vectors, config=train_config, progress=progress)
+        timings["train"] = time.perf_counter() - t0
+
     config: dict[str, Any] = {
         "encoder": {
             "name": encoder.name,
@@ -114,6 +129,25 @@ def build_bundle(
         user_vectors=user_vecs,
         components=components,
     )
+
+
+def train_tower(
+    tables: Tables,
+    item_vectors: np.ndarray,
+    *,
+    config: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> Any:
+    """Train the sequential user tower (+ collaborative hybrid) on the interaction log."""
+    from recommender.train import SequenceRecommender, TrainConfig, sequences_from_interactions
+
+    _, sequences = sequences_from_interactions(
+        tables.interactions, tables.items[ItemSchema.item_id].to_numpy()
+    )
+    model = SequenceRecommender(TrainConfig.from_config(config or {}))
+    model.fit(sequences, item_vectors, progress=progress)
+    log.info("trained the user tower: %s", getattr(model, "summary_", {}))
+    return model
 
 
 def user_item_matrix(histories: Histories, user_ids: list[Any], n_items: int) -> sp.csr_matrix:
@@ -165,6 +199,7 @@ def build_and_save(
     users: str | Path | None = None,
     encoder: str | None = None,
     progress: bool = True,
+    train: bool = False,
 ) -> BuildReport:
     """Validate, encode and save; the store is untouched if any step fails."""
     timings: dict[str, float] = {}
@@ -174,7 +209,7 @@ def build_and_save(
     t0 = time.perf_counter()
     enc = TextEncoder.from_pretrained(encoder)
     timings["load encoder"] = time.perf_counter() - t0
-    bundle = build_bundle(tables, enc, progress=progress, timings=timings)
+    bundle = build_bundle(tables, enc, progress=progress, timings=timings, train=train)
     t0 = time.perf_counter()
     tag = save_to_store(bundle, name)
     timings["save"] = time.perf_counter() - t0
@@ -184,6 +219,25 @@ def build_and_save(
         n_users=len(bundle.user_ids),
         n_interactions=len(tables.interactions),
         seconds=timings,
+    )
+
+
+def retrain(model: str, *, name: str | None = None, progress: bool = True) -> BuildReport:
+    """Train the user tower on a stored model and save the result as a new version."""
+    from recommender.bundle import load_from_store
+
+    timings: dict[str, float] = {}
+    bundle, tag = load_from_store(model)
+    tables = Tables(bundle.items, bundle.interactions, bundle.users)
+    t0 = time.perf_counter()
+    bundle.components["tower"] = train_tower(tables, bundle.item_vectors, progress=progress)
+    timings["train"] = time.perf_counter() - t0
+    bundle.config["trained_from"] = tag
+    t0 = time.perf_counter()
+    new_tag = save_to_store(bundle, name or tag.split(":")[0])
+    timings["save"] = time.perf_counter() - t0
+    return BuildReport(
+        new_tag, len(bundle.items), len(bundle.user_ids), len(bundle.interactions), timings
     )
 
 

@@ -80,12 +80,36 @@ def build(
     encoder: Annotated[
         str | None, typer.Option(help="Encoder checkpoint path or name (default: MiniLM).")
     ] = None,
+    train: Annotated[
+        bool, typer.Option("--train", help="Also train the sequential user tower.")
+    ] = False,
 ) -> None:
     """Validate the tables, encode the catalogue and save a new model version."""
     from recommender.build import build_and_save
 
     t0 = time.perf_counter()
-    report = _run(build_and_save, items, interactions, name=name, users=users, encoder=encoder)
+    report = _run(
+        build_and_save, items, interactions, name=name, users=users, encoder=encoder, train=train
+    )
+    _print_report(report, t0)
+
+
+@app.command("train")
+def train_cmd(
+    model: ModelOpt,
+    name: Annotated[
+        str | None, typer.Option(help="Save under this name (default: the model's own).")
+    ] = None,
+) -> None:
+    """Train the user tower on a built model's log; saves a new version (no re-encoding)."""
+    from recommender.build import retrain
+
+    t0 = time.perf_counter()
+    report = _run(retrain, model, name=name)
+    _print_report(report, t0)
+
+
+def _print_report(report: Any, t0: float) -> None:
     table = Table(title=f"built {report.tag}")
     table.add_column("what")
     table.add_column("value", justify="right")

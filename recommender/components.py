@@ -10,7 +10,7 @@ from typing import Any
 
 from recommender.bundle import Component, register_component
 
-__all__ = ["GRAPH", "GROUPS"]
+__all__ = ["GRAPH", "GROUPS", "TOWER"]
 
 
 def _save_groups(obj: Any, path: Path) -> None:
@@ -39,3 +39,17 @@ def _load_graph(path: Path) -> Any:
 
 GRAPH = Component("graph", "graph.json", _save_graph, _load_graph)
 register_component(GRAPH)
+
+
+def _save_tower(obj: Any, path: Path) -> None:
+    obj.save(path)
+
+
+def _load_tower(path: Path) -> Any:
+    from recommender.train import SequenceRecommender
+
+    return SequenceRecommender.load(path)
+
+
+TOWER = Component("tower", "user_tower.safetensors", _save_tower, _load_tower)
+register_component(TOWER)

@@ -227,6 +227,10 @@ class Recommender:
         self._live_lock = threading.Lock()
         self.groups = bundle.components.get("groups")
         self.graph = bundle.components.get("graph")
+        self.tower = bundle.components.get("tower")
+        self._item_table = (
+            None if self.tower is None else self.tower.item_embeddings(self.item_vectors)
+        )
         if self.graph is not None:
             self.graph.check_items(self.item_ids)
         self.reranker = self._build_reranker()
@@ -349,7 +353,9 @@ class Recommender:
                 self._live[u] = add if old is None else old.extend(add)
         return len(rows)
 
-    def user_vectors(self, reqs: Sequence[Request]) -> tuple[np.ndarray, list[History], list[bool]]:
+    def user_vectors(
+        self, reqs: Sequence[Request], *, query_vectors: dict[int, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, list[History], list[bool]]:
         """Stage 1 for a batch: one vector per request, its history, and cold-start flags.
 
         Queries of the whole batch are encoded in one call.
@@ -368,6 +374,8 @@ class Recommender:
         q_rows = [i for i, r in enumerate(reqs) if r.query and r.query.strip()]
         if q_rows:
             qv = self.encode([reqs[i].query.strip() for i in q_rows])
+            if query_vectors is not None:
+                query_vectors.update({i: qv[j] for j, i in enumerate(q_rows)})
             for j, i in enumerate(q_rows):
                 if len(hists[i]):
                     w = self.config.query_weight
@@ -441,8 +449,9 @@ class Recommender:
         """Recommend for many requests; scoring is one matrix product for the batch."""
         for r in reqs:
             self.validate(r)
-        vecs, hists, cold = self.user_vectors(reqs)
-        scores = self.relevance(vecs, hists, reqs, cold)
+        queries: dict[int, np.ndarray] = {}
+        vecs, hists, cold = self.user_vectors(reqs, query_vectors=queries)
+        scores = self.relevance(vecs, hists, reqs, cold, queries)
         return [
             self._finish(req, scores[i], vecs[i], hists[i], cold[i]) for i, req in enumerate(reqs)
         ]
@@ -453,12 +462,30 @@ class Recommender:
         hists: Sequence[History],
         reqs: Sequence[Request],
         cold: Sequence[bool],
+        query_vectors: dict[int, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Stage 2: a ``(b, n_items)`` relevance matrix; one matrix product for the batch.
 
-        Cold starts get normalised popularity.
+        Text relevance is the cosine of the user vector with every item. With a trained
+        tower, users with a history are scored by the tower (and its collaborative
+        hybrid); a query on top is blended in as standardised text relevance. Cold
+        starts get normalised popularity.
         """
         scores = vecs @ self.item_vectors.T
+        rows = [i for i, h in enumerate(hists) if len(h) and not cold[i]]
+        if self.tower is not None and rows:
+            learned = self.tower.scores(
+                [hists[i].last(self.config.history_max).items for i in rows],
+                item_table=self._item_table,
+            )
+            for j, i in enumerate(rows):
+                tower_row = _zscore(learned[j])
+                if reqs[i].query and reqs[i].query.strip():
+                    w = self.config.query_weight
+                    q = (query_vectors or {}).get(i)
+                    text = _zscore(self.item_vectors @ q) if q is not None else 0
+                    tower_row = (1 - w) * tower_row + w * text
+                scores[i] = tower_row
         for i, c in enumerate(cold):
             if c:
                 scores[i] = self._popularity_scores()
@@ -594,6 +621,11 @@ class Recommender:
         clone.__dict__.update(self.__dict__)
         clone.config = replace(self.config, **overrides)
         return clone
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    sd = float(x.std())
+    return ((x - x.mean()) / sd).astype(np.float32) if sd > 0 else np.zeros_like(x, np.float32)
 
 
 @dataclass(frozen=True)

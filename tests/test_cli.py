@@ -177,3 +177,14 @@ def test_kg_stats_export_and_ego(tmp_path, built_model):
     )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "ego.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_saves_a_new_version_with_a_tower(built_model):
+    res = runner.invoke(app, ["train", "--model", built_model, "--name", "cli-toy-trained"])
+    assert res.exit_code == 0, res.output
+    tag = res.output.strip().splitlines()[-1]
+    assert tag.startswith("cli-toy-trained:")
+    meta = bentoml.models.get(tag).info.metadata
+    assert "tower" in meta["components"]
+    res = runner.invoke(app, ["recommend", "--model", tag, "--user-id", "10", "-k", "3"])
+    assert res.exit_code == 0 and "Heat (1995)" not in res.output
