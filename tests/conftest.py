@@ -89,3 +89,21 @@ def toy_csvs(tmp_path, items, interactions) -> tuple[Path, Path]:
     items.to_csv(i, index=False)
     interactions.to_csv(t, index=False)
     return i, t
+
+
+@pytest.fixture(scope="session")
+def toy_model(tmp_path_factory, tiny_encoder_path) -> str:
+    """The toy catalogue built into the (private) model store as ``svc-toy``; its tag."""
+    from recommender.build import build_and_save
+
+    d = tmp_path_factory.mktemp("svc")
+    ITEMS.to_csv(d / "items.csv", index=False)
+    INTERACTIONS.to_csv(d / "interactions.csv", index=False)
+    report = build_and_save(
+        d / "items.csv",
+        d / "interactions.csv",
+        name="svc-toy",
+        encoder=str(tiny_encoder_path),
+        progress=False,
+    )
+    return report.tag

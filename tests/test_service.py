@@ -19,22 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def service_module(tmp_path_factory, tiny_encoder_path):
-    from recommender.build import build_and_save
-    from tests.toy import INTERACTIONS, ITEMS
-
-    d = tmp_path_factory.mktemp("svc")
-    ITEMS.to_csv(d / "items.csv", index=False)
-    INTERACTIONS.to_csv(d / "interactions.csv", index=False)
-    report = build_and_save(
-        d / "items.csv", d / "interactions.csv", name="svc-toy",
-        encoder=str(tiny_encoder_path), progress=False,
-    )
+def service_module(toy_model):
     os.environ["RECBENTO_MODEL"] = "svc-toy"
     sys.path.insert(0, str(ROOT))
     module = importlib.import_module("service")
     module = importlib.reload(module)
-    assert module.MODEL_TAG == report.tag
+    assert module.MODEL_TAG == toy_model
     yield module
     os.environ.pop("RECBENTO_MODEL", None)
 
@@ -106,8 +96,9 @@ def test_asgi_wrong_types_are_400(asgi):
 def test_asgi_similar_items_and_batch(asgi):
     r = asgi.post("/similar_items", json={"item_id": 7, "k": 2})
     assert r.status_code == 200 and len(r.json()["items"]) == 2
-    r = asgi.post("/recommend_batch", json={"requests": [{"user_id": 10, "k": 2},
-                                                         {"user_id": 404, "k": 1}]})
+    r = asgi.post(
+        "/recommend_batch", json={"requests": [{"user_id": 10, "k": 2}, {"user_id": 404, "k": 1}]}
+    )
     assert r.status_code == 200
     body = r.json()
     assert [len(b["items"]) for b in body] == [2, 1] and body[1]["cold_start"] is True
@@ -124,9 +115,21 @@ def test_real_bentoml_serve(service_module):
     port = _free_port()
     env = {**os.environ, "RECBENTO_MODEL": "svc-toy"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "service:Recommender",
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "service:Recommender",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
