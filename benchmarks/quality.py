@@ -164,10 +164,8 @@ def trained(split: Split) -> tuple[np.ndarray, dict[str, Any]]:
     """recbento's default: the sequential user tower over text + ID item embeddings."""
     model = SequenceRecommender(split.train_config).fit(split.all_sequences, split.item_vectors)
     table = model.item_embeddings(split.item_vectors)
-    scores = model.scores(split.histories, item_table=table)
-    info = {k: v for k, v in model.summary_.items() if k != "epochs"}
-    info["epochs"] = model.summary_["epochs"]
-    return _topk_excluding(scores, split.histories, K), info
+    topk, _ = model.recommend(split.histories, K, item_table=table)
+    return topk, dict(model.summary_)
 
 
 #: Table order. A variant that is not available yet maps to ``None`` and is listed as such.

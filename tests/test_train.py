@@ -127,3 +127,17 @@ def test_errors() -> None:
         SequenceRecommender(CONFIG).fit([np.array([0, 99])], _vectors(), progress=False)
     with pytest.raises(BundleError, match="tower_config.json"):
         SequenceRecommender.load("/nonexistent")
+
+
+def test_recommend_reserves_a_slot_for_new_items(fitted: SequenceRecommender) -> None:
+    vecs = np.vstack([_vectors(), _vectors(2, seed=5)])  # items 12, 13 are new
+    table = fitted.item_embeddings(vecs)
+    assert fitted.new_item_mask(14).tolist() == [False] * 12 + [True] * 2
+    hist = [np.array([0, 1, 2])]
+    top, scores = fitted.recommend(hist, 4, item_table=table)
+    assert top[0, 0] == 3  # the planted next item still comes first
+    assert top[0, -1] in (12, 13)
+    assert not set(top[0]) & {0, 1, 2}
+    plain, _ = fitted.recommend(hist, 4, item_table=table, new_item_slots=0)
+    assert plain[0, :3].tolist() == top[0, :3].tolist()
+    assert np.all(np.diff(scores[0, :3]) <= 0)
