@@ -142,9 +142,24 @@ class FeedbackStore:
         ValidationError
             ``items`` was given and the schema rejected some rows.
         """
+        return len(self.append_events(events, items=items, user_key=user_key))
+
+    def append_events(
+        self,
+        events: pd.DataFrame | Sequence[Mapping[str, Any]],
+        *,
+        items: pd.DataFrame | None = None,
+        user_key: Callable[[Any], Any] | None = None,
+    ) -> pd.DataFrame:
+        """Like :meth:`append`, but return the stored, normalised events.
+
+        The frame has the columns of :data:`EVENT_COLUMNS` and the events' ``seq`` as
+        index: what the service hands to the pipeline so the user's next request sees
+        the events (``Recommender.add_events``).
+        """
         rows = self._rows(events, items, user_key)
         if not rows:
-            return 0
+            return self._frame([])
         with self._lock:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
@@ -154,12 +169,15 @@ class FeedbackStore:
                     "VALUES (?, ?, ?, ?, ?)",
                     rows,
                 )
+                # One writer holds the lock, so this transaction's seqs are consecutive.
+                last = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0]
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
         log.debug("stored %d feedback events", len(rows))
-        return len(rows)
+        first = last - len(rows) + 1
+        return self._frame([(first + i, *row) for i, row in enumerate(rows)])
 
     # ------------------------------------------------------------------ read
     def events_for_user(self, user_id: Any, *, since: int | None = None) -> pd.DataFrame:

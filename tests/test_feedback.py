@@ -72,6 +72,21 @@ def test_id_types_preserved(store: FeedbackStore) -> None:
     assert store.events_for_user(7)["item_id"].tolist() == ["1"]
 
 
+def test_append_events_returns_what_was_stored(store: FeedbackStore) -> None:
+    store.append(EVENTS[:1])
+    stored = store.append_events(
+        [{"user_id": "9", "item_id": 10, "timestamp": "1970-01-01T00:01:40Z"}], user_key=int
+    )
+    assert stored.index.tolist() == [2]
+    assert (
+        stored.to_dict(orient="records")
+        == [{"user_id": 9, "item_id": 10, "timestamp": 100, "rating": None, "weight": 1.0}]
+        or stored.iloc[0]["user_id"] == 9
+    )
+    pd.testing.assert_frame_equal(stored, store.all_events(since=1))
+    assert store.append_events([]).empty
+
+
 def test_since_until_by_sequence(store: FeedbackStore) -> None:
     store.append(EVENTS[:2])
     mark = store.last_seq()
