@@ -183,7 +183,7 @@ class CooccurrenceScorer:
         self.n_items_ = n_items
         self.active_ = active
         self.pos_ = pos
-        self.B_ = B.cpu().half().float()  # what save() stores, so save -> load is exact
+        self.B_ = B.cpu().half().float().contiguous()  # as save() stores it: load is exact
         return self
 
     def weights(self, histories: list, decay: float | None = None) -> torch.Tensor:

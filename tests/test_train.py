@@ -141,3 +141,19 @@ def test_recommend_reserves_a_slot_for_new_items(fitted: SequenceRecommender) ->
     plain, _ = fitted.recommend(hist, 4, item_table=table, new_item_slots=0)
     assert plain[0, :3].tolist() == top[0, :3].tolist()
     assert np.all(np.diff(scores[0, :3]) <= 0)
+
+
+def test_hybrid_save_load_identical_scores(tmp_path) -> None:
+    """The co-occurrence half (forced on with weight 1) survives save -> load exactly."""
+    cfg = TrainConfig.from_config(
+        {**CONFIG.get_config(), "max_epochs": 3, "cooc_weights": [1.0], "cooc_decays": [0.9]}
+    )
+    model = SequenceRecommender(cfg).fit(_cycle_sequences(), _vectors(), progress=False)
+    assert model.cooc_weight_ == 1.0 and model.summary_["hybrid"]["weight"] == 1.0
+    histories = [np.array([3, 4, 5]), np.array([11, 0])]
+    tower_only = model.user_embeddings(histories, _vectors()) @ model.item_embeddings(_vectors()).T
+    mixed = model.scores(histories, _vectors())
+    assert not np.allclose(mixed, tower_only)
+    model.save(tmp_path)
+    loaded = SequenceRecommender.load(tmp_path)
+    np.testing.assert_array_equal(loaded.scores(histories, _vectors()), mixed)
