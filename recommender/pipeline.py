@@ -28,6 +28,7 @@ from recommender.bundle import Bundle
 from recommender.data import attribute_columns, split_multi
 from recommender.errors import InputError, NotFoundError
 from recommender.history import Histories, History, history_vector, popularity
+from recommender.index import VectorIndex, make_index
 from recommender.item_signals import user_entity_profile
 from recommender.rerank import RerankConfig, Reranker
 from recommender.schemas import ItemSchema
@@ -70,6 +71,11 @@ class ServingConfig:
         may set it in ``knobs``.
     max_reasons : int
         Reasons per item when a request asks for explanations.
+    index : {"auto", "exact", "ann"}
+        Candidate search over text vectors: exact matrix products, or a faiss HNSW
+        index (``auto``: from ``ann_threshold`` items on).
+    ann_threshold : int
+        Catalogue size from which ``index="auto"`` builds the approximate index.
     """
 
     k_max: int = 100
@@ -80,6 +86,8 @@ class ServingConfig:
     n_candidates: int = 200
     kg_weight: float = 0.5
     max_reasons: int = 3
+    index: str = "auto"
+    ann_threshold: int = 200_000
 
     def get_config(self) -> dict[str, Any]:
         return asdict(self)
@@ -203,11 +211,14 @@ class Recommender:
         encode: EncodeFn | None = None,
         config: ServingConfig | None = None,
         tag: str | None = None,
+        index: str | None = None,
     ) -> None:
         t0 = time.perf_counter()
         self.bundle = bundle
         self.tag = tag
         self.config = config or ServingConfig.from_config(bundle.config.get("serving"))
+        if index is not None:
+            self.config = replace(self.config, index=index)
         self._encode = encode
         items = bundle.items
         self.item_ids: list[Any] = [_native(v) for v in items[ItemSchema.item_id].tolist()]
@@ -234,12 +245,22 @@ class Recommender:
         if self.graph is not None:
             self.graph.check_items(self.item_ids)
         self.reranker = self._build_reranker()
+        self.index = self._build_index()
         log.info(
             "recommender ready: %d items, %d users in %.2fs",
             len(self.item_ids),
             len(self.histories),
             time.perf_counter() - t0,
         )
+
+    def _build_index(self) -> VectorIndex | None:
+        """An approximate index when the catalogue calls for one; ``None`` means exact."""
+        kind = self.config.index
+        if kind == "exact" or (kind == "auto" and self.n_items < self.config.ann_threshold):
+            return None
+        index = make_index(self.item_vectors, kind="ann")
+        log.info("built an approximate index over %d items", self.n_items)
+        return index
 
     def _build_reranker(self) -> Reranker | None:
         if self.bundle.config.get("rerank", {}).get("enabled", True) is False:
@@ -471,8 +492,11 @@ class Recommender:
         hybrid); a query on top is blended in as standardised text relevance. Cold
         starts get normalised popularity.
         """
-        scores = vecs @ self.item_vectors.T
         rows = [i for i, h in enumerate(hists) if len(h) and not cold[i]]
+        if self.index is None:
+            scores = vecs @ self.item_vectors.T
+        else:
+            scores = self._approximate_rows(vecs, hists, reqs, cold)
         if self.tower is not None and rows:
             learned = self.tower.scores(
                 [hists[i].last(self.config.history_max).items for i in rows],
@@ -489,6 +513,27 @@ class Recommender:
         for i, c in enumerate(cold):
             if c:
                 scores[i] = self._popularity_scores()
+        return scores
+
+    def _approximate_rows(
+        self,
+        vecs: np.ndarray,
+        hists: Sequence[History],
+        reqs: Sequence[Request],
+        cold: Sequence[bool],
+    ) -> np.ndarray:
+        """Relevance rows holding only the approximate index's candidates (others -inf)."""
+        scores = np.full((len(reqs), self.n_items), -np.inf, dtype=np.float32)
+        for i, req in enumerate(reqs):
+            if cold[i]:
+                continue
+            exclude = np.unique(hists[i].items) if req.exclude_seen else np.zeros(0, np.int64)
+            n = max(req.k, self.config.n_candidates)
+            idx, sc = self.index.search(
+                vecs[i], n, exclude=[exclude], allowed_mask=self.allowed_mask(req)
+            )
+            ok = idx[0] >= 0
+            scores[i, idx[0][ok]] = sc[0][ok]
         return scores
 
     def _finish(
@@ -510,7 +555,7 @@ class Recommender:
         n_cand = max(req.k, self.config.n_candidates) if use_rerank else req.k
         graph_ctx = self._graph_context(req, hist)
         if graph_ctx is not None and kg_weight > 0 and not cold:
-            scores = self._expand(scores, graph_ctx, exclude, kg_weight)
+            scores = self._expand(scores, graph_ctx, exclude, kg_weight, vec)
         idx, sc = top_k(scores, n_cand, exclude=[exclude], allowed=mask)
         keep = idx[0] >= 0
         idx, sc = idx[0][keep], sc[0][keep]
@@ -558,7 +603,12 @@ class Recommender:
         )
 
     def _expand(
-        self, scores: np.ndarray, ctx: _GraphContext, exclude: np.ndarray, weight: float
+        self,
+        scores: np.ndarray,
+        ctx: _GraphContext,
+        exclude: np.ndarray,
+        weight: float,
+        vec: np.ndarray,
     ) -> np.ndarray:
         """Blend knowledge-graph candidates into one request's relevance row."""
         w = ctx.history_weights
@@ -575,6 +625,11 @@ class Recommender:
             n=self.config.n_candidates,
             exclude=exclude,
         )
+        if self.index is not None and self.tower is None:
+            # an approximate row only scored its own candidates: score the graph's too
+            scores = scores.copy()
+            missing = kg_idx[~np.isfinite(scores[kg_idx])]
+            scores[missing] = self.item_vectors[missing] @ vec
         return blend(scores, kg_idx, kg_sc, weight * self._relevance_scale(scores))
 
     @staticmethod
@@ -607,8 +662,11 @@ class Recommender:
         """Items nearest to ``item_id`` by vector, the item itself excluded."""
         self.validate(Request(k=k))
         row = self.item_row(item_id)
-        scores = self.item_vectors @ self.item_vectors[row]
-        idx, sc = top_k(scores[None, :], k, exclude=[np.array([row])])
+        if self.index is not None:
+            idx, sc = self.index.search(self.item_vectors[row], k, exclude=[np.array([row])])
+        else:
+            scores = self.item_vectors @ self.item_vectors[row]
+            idx, sc = top_k(scores[None, :], k, exclude=[np.array([row])])
         return [
             RecommendedItem(self.item_ids[j], self.titles[j], float(s))
             for j, s in zip(idx[0], sc[0], strict=True)

@@ -225,3 +225,21 @@ def test_query_naming_an_entity_reaches_its_items(with_graph):
     out = rec.recommend(query="anything by Michael Mann", k=3, explain=True)
     assert set(ids(out)) == {1, 2, 3}
     assert all(r["source"] == "query" for i in out.items for r in i.reasons)
+
+
+def test_approximate_index_gives_the_exact_answers_on_a_small_catalogue(toy_bundle):
+    import dataclasses
+
+    off = dataclasses.replace(
+        toy_bundle, config={**toy_bundle.config, "rerank": {"enabled": False}}
+    )
+    exact, ann = Recommender(off, index="exact"), Recommender(off, index="ann")
+    assert exact.index is None and ann.index is not None
+    for req in (
+        Request(user_id=10, k=3),
+        Request(user_id=30, k=4),
+        Request(history=[7], k=2, include={"genres": ["Action"]}),
+    ):
+        assert ids(ann.recommend(req)) == ids(exact.recommend(req))
+    # items 3 and 6 tie as second neighbours of 7, so compare the first
+    assert [i.item_id for i in ann.similar_items(7, k=1)] == [8]
