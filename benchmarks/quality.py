@@ -286,7 +286,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     for j, m in enumerate(metrics):
         vals = [res[n].get(m) or 0.0 for n in names]
         ax.bar(x + (j - 1) * 0.27, vals, width=0.27, label=m.replace("_", "-start "))
-    ax.set_xticks(x, [n.replace(" (", "\n(") for n in names], fontsize=7)
+    ax.set_xticks(x, names, fontsize=7, rotation=25, ha="right")
     ax.set_ylabel("score")
     ax.set_title(
         f"leave-last-out, {report['n_users']} users, {report['n_items']} items "
