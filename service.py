@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import bentoml
 import numpy as np
@@ -20,14 +20,21 @@ from pydantic import Field
 
 from recommender.service_core import ensure_model
 from recommender.service_http import (
+    BodyLimit,
+    FeedbackEvent,
     Filters,
+    Knobs,
     RecommendRequest,
     call,
+    check_token,
     encoder_settings,
+    service_limits,
 )
+from recommender.service_http import similar_items as similar
 
 MODEL_TAG = ensure_model()
 ENCODE_BATCH = encoder_settings()
+LIMITS = service_limits()
 
 
 @bentoml.service(
@@ -74,10 +81,12 @@ class Recommender:
     def __init__(self) -> None:
         from recommender.bundle import Bundle
         from recommender.pipeline import Recommender as Pipeline
+        from recommender.refresh import open_feedback
 
         self.pipeline = Pipeline(
             Bundle.load(self.bundle.path), encode=self._encode_remote, tag=MODEL_TAG
         )
+        self.feedback_store = open_feedback(self.pipeline)
 
     def _encode_remote(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self.encoder.encode(texts), dtype=np.float32)
@@ -93,17 +102,12 @@ class Recommender:
         include: Filters | None = None,
         exclude: Filters | None = None,
         explain: bool = False,
+        rerank: bool = True,
+        knobs: Knobs | None = None,
     ) -> dict[str, Any]:
         """Top-k items for a known user, a history of item ids, and/or a free-text query."""
-        req = RecommendRequest(
-            user_id=user_id,
-            history=history,
-            query=query,
-            k=k,
-            exclude_seen=exclude_seen,
-            include=include,
-            exclude=exclude,
-            explain=explain,
+        req = RecommendRequest.model_validate(
+            {k_: v for k_, v in locals().items() if k_ in RecommendRequest.model_fields}
         )
         return call(lambda: self.pipeline.recommend(req.to_request()).to_dict())
 
@@ -122,11 +126,53 @@ class Recommender:
     @bentoml.api
     def similar_items(self, item_id: int | str, k: int = 10) -> dict[str, Any]:
         """Items nearest to ``item_id``."""
+        return call(lambda: similar(self.pipeline, item_id, k))
+
+    @bentoml.api
+    def feedback(
+        self,
+        events: Annotated[list[FeedbackEvent], Field(min_length=1)],
+        ctx: bentoml.Context = None,  # type: ignore[assignment]
+    ) -> dict[str, Any]:
+        """Store interaction events durably and reflect them in the users' next requests.
+
+        Needs ``Authorization: Bearer $RECBENTO_API_TOKEN`` when that variable is set.
+        """
+        return call(lambda: self._feedback(events, ctx), ctx)
+
+    def _feedback(self, events: list[FeedbackEvent], ctx: Any) -> dict[str, Any]:
+        from recommender.refresh import record_feedback
+
+        check_token(None if ctx is None else ctx.request.headers)
+        rows = [e.checked(n) for n, e in enumerate(events)]
+        return record_feedback(
+            self.pipeline, self.feedback_store, rows, max_events=LIMITS["max_events"]
+        )
+
+    @bentoml.api
+    def groups(self) -> dict[str, Any]:
+        """Portraits of the model's user groups."""
+        from recommender.group_request import groups_summary
+
+        return call(lambda: groups_summary(self.pipeline))
+
+    @bentoml.api
+    def recommend_group(
+        self,
+        user_ids: Annotated[list[int | str], Field(min_length=1)],
+        k: int = 10,
+        strategy: Literal["average", "least_misery", "most_pleasure", "borda"] = "average",
+        knobs: Knobs | None = None,
+        rerank: bool = True,
+    ) -> dict[str, Any]:
+        """Top-k items for a household or team, members' tastes combined by ``strategy``."""
+        from recommender.group_request import recommend_group
+
+        limit = LIMITS["max_group"]
         return call(
-            lambda: {
-                "item_id": item_id,
-                "items": [i.to_dict() for i in self.pipeline.similar_items(item_id, k)],
-            }
+            lambda: recommend_group(
+                self.pipeline, user_ids, k, strategy, knobs, rerank=rerank, max_members=limit
+            )
         )
 
     @bentoml.api
@@ -135,3 +181,6 @@ class Recommender:
     ) -> np.ndarray:
         """Texts -> vectors through the batching encoder service."""
         return self.encoder.encode(texts)
+
+
+Recommender.add_asgi_middleware(BodyLimit, max_bytes=LIMITS["max_body_bytes"])

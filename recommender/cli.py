@@ -242,6 +242,7 @@ def _register() -> None:
 
     app.add_typer(kg_app, name="kg")
     app.command()(explain)
+    app.command()(__import__("recommender.cli_ops", fromlist=["refresh"]).refresh)
 
 
 _register()

@@ -19,14 +19,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def service_module(toy_model):
+def service_module(toy_model, tmp_path_factory):
+    """``service.py`` over the toy model, with a feedback store private to the module."""
     os.environ["RECBENTO_MODEL"] = "svc-toy"
+    os.environ["RECBENTO_FEEDBACK_DB"] = str(tmp_path_factory.mktemp("fb") / "feedback.db")
     sys.path.insert(0, str(ROOT))
     module = importlib.import_module("service")
     module = importlib.reload(module)
     assert module.MODEL_TAG == toy_model
     yield module
     os.environ.pop("RECBENTO_MODEL", None)
+    os.environ.pop("RECBENTO_FEEDBACK_DB", None)
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +105,116 @@ def test_asgi_similar_items_and_batch(asgi):
     assert r.status_code == 200
     body = r.json()
     assert [len(b["items"]) for b in body] == [2, 1] and body[1]["cold_start"] is True
+
+
+def test_direct_feedback_is_stored_and_reflected_at_once(direct):
+    before = [i["item_id"] for i in direct.recommend(user_id=10, k=6)["items"]]
+    assert 3 in before
+    out = direct.feedback(events=_events({"user_id": 10, "item_id": 3, "timestamp": 500}))
+    assert out["stored"] == 1 and out["total"] == direct.feedback_store.count()
+    after = [i["item_id"] for i in direct.recommend(user_id=10, k=6)["items"]]
+    assert 3 not in after
+
+
+def test_direct_feedback_makes_a_new_user_warm(direct):
+    assert direct.recommend(user_id="newbie", k=2)["cold_start"] is True
+    direct.feedback(events=_events({"user_id": "newbie", "item_id": 7, "timestamp": 10}))
+    out = direct.recommend(user_id="newbie", k=3)
+    assert out["cold_start"] is False and 7 not in [i["item_id"] for i in out["items"]]
+
+
+def test_direct_feedback_reports_every_bad_event(direct):
+    n = direct.feedback_store.count()
+    resp = direct.feedback(
+        events=_events(
+            {"user_id": 10, "item_id": 9999, "timestamp": 1},
+            {"user_id": 10, "item_id": 1, "timestamp": 2},
+            {"user_id": 10, "item_id": 8888, "timestamp": 3},
+        )
+    )
+    assert resp.status_code == 422
+    assert b"9999" in resp.body and b"8888" in resp.body
+    assert direct.feedback_store.count() == n  # nothing stored
+
+
+def _events(*events):
+    from recommender.service_http import FeedbackEvent
+
+    return [FeedbackEvent(**e) for e in events]
+
+
+def test_asgi_feedback_then_recommend(asgi):
+    ev = {"user_id": 20, "item_id": 6, "timestamp": 300, "rating": 4.5}
+    r = asgi.post("/feedback", json={"events": [ev]})
+    assert r.status_code == 200, r.text
+    assert r.json()["stored"] == 1
+    r = asgi.post("/recommend", json={"user_id": 20, "k": 5})
+    assert 6 not in [i["item_id"] for i in r.json()["items"]]
+
+
+def test_asgi_feedback_needs_the_token_when_set(asgi, monkeypatch):
+    monkeypatch.setenv("RECBENTO_API_TOKEN", "s3cret")
+    body = {"events": [{"user_id": 40, "item_id": 8, "timestamp": 60}]}
+    r = asgi.post("/feedback", json=body)
+    assert r.status_code == 401 and r.json()["field"] == "Authorization"
+    r = asgi.post("/feedback", json=body, headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401
+    r = asgi.post("/feedback", json=body, headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == 200, r.text
+    # reads stay open
+    assert asgi.post("/recommend", json={"user_id": 40, "k": 1}).status_code == 200
+
+
+def test_asgi_groups(asgi):
+    r = asgi.post("/groups", json={})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["n_groups"] == len(body["groups"]) >= 2
+    assert sum(g["size"] for g in body["groups"]) == 4
+
+
+@pytest.mark.parametrize("strategy", ["average", "least_misery", "most_pleasure", "borda"])
+def test_asgi_recommend_group_excludes_what_any_member_saw(asgi, strategy):
+    r = asgi.post(
+        "/recommend_group", json={"user_ids": [10, 30, "stranger"], "k": 3, "strategy": strategy}
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    got = [i["item_id"] for i in body["items"]]
+    assert len(got) == 3 and {1, 2, 4, 5, 7}.isdisjoint(got)
+    assert body["cold_start"] == ["stranger"] and body["strategy"] == strategy
+
+
+def test_recommend_group_strategies_differ_on_the_toy(direct):
+    from recommender.group_request import recommend_group
+
+    rec = direct.pipeline
+    # 10 likes crime (1, 2), 20 animation (4, 5): the average favours neither extreme
+    tops = {
+        s: [i["item_id"] for i in recommend_group(rec, [10, 20], 6, s, rerank=False)["items"]]
+        for s in ("average", "least_misery", "most_pleasure", "borda")
+    }
+    for got in tops.values():
+        assert {1, 2, 4, 5}.isdisjoint(got)
+    assert tops["most_pleasure"][0] in {3, 6}  # a favourite of one member
+
+
+def test_recommend_group_bad_input(asgi):
+    r = asgi.post("/recommend_group", json={"user_ids": [10], "strategy": "dictator"})
+    assert r.status_code == 400 and "strategy" in r.text
+    r = asgi.post("/recommend_group", json={"user_ids": [], "k": 2})
+    assert r.status_code == 400 and "user_ids" in r.text
+    r = asgi.post("/recommend_group", json={"user_ids": [10], "k": 0})
+    assert r.status_code == 422 and r.json()["field"] == "k"
+    r = asgi.post("/recommend_group", json={"user_ids": [10], "knobs": {"bogus": 1}})
+    assert r.status_code == 422 and r.json()["field"] == "bogus"
+
+
+def test_asgi_recommend_accepts_knobs_and_rerank(asgi):
+    r = asgi.post("/recommend", json={"user_id": 30, "k": 2, "rerank": False})
+    assert r.status_code == 200 and len(r.json()["items"]) == 2
+    r = asgi.post("/recommend", json={"user_id": 30, "k": 2, "knobs": {"bogus": 0.1}})
+    assert r.status_code == 422 and r.json()["field"] == "bogus"
 
 
 def _free_port() -> int:

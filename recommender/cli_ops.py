@@ -1,0 +1,47 @@
+"""``recbento refresh``: operations on a deployed model (feedback folded into a new version)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["refresh"]
+
+log = logging.getLogger(__name__)
+
+
+def refresh(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name or name:version.")],
+    feedback_db: Annotated[
+        Path | None,
+        typer.Option(
+            "--feedback-db",
+            help="Feedback store (default $RECBENTO_FEEDBACK_DB, else the model's own).",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Save under this name (default the model's).")
+    ] = None,
+) -> None:
+    """Fold the stored feedback events into a new version of the model; print its tag."""
+    from rich.table import Table
+
+    from recommender.cli import _run, console
+    from recommender.refresh import refresh as do_refresh
+
+    report = _run(do_refresh, model, feedback_db=feedback_db, name=name)
+    table = Table(title=f"refreshed {report.previous}")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("events folded", str(report.n_events))
+    table.add_row("events skipped (unknown items)", str(report.n_skipped))
+    table.add_row("users", str(report.n_users))
+    table.add_row("interactions", str(report.n_interactions))
+    table.add_row("feedback seq", str(report.feedback_seq))
+    for step, s in report.seconds.items():
+        table.add_row(f"{step} (s)", f"{s:.2f}")
+    console.print(table)
+    console.print(report.tag, soft_wrap=True)

@@ -1,0 +1,216 @@
+"""Fold the feedback store's events into a new model version (``recbento refresh``).
+
+Item vectors, the graph and the trained tower are reused as they are (no re-encoding);
+the interaction log gains the stored events, and what depends on it is recomputed:
+users' history vectors and the user groups. The new version records
+``config["feedback_seq"]``, the last event folded in, so a server loading it replays
+only the events that came after.
+
+Examples
+--------
+>>> report = refresh("movies")            # doctest: +SKIP
+>>> report.tag, report.n_events           # doctest: +SKIP
+('movies:abc...', 42)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from recommender.bundle import Bundle, load_from_store, save_to_store
+from recommender.errors import InputError
+from recommender.feedback import FeedbackStore, fold_events
+from recommender.history import Histories, history_vectors
+from recommender.schemas import ItemSchema, Tables
+
+__all__ = ["RefreshReport", "feedback_db_path", "open_feedback", "record_feedback", "refresh"]
+
+if TYPE_CHECKING:
+    from recommender.pipeline import Recommender
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RefreshReport:
+    """What a refresh did, for the CLI's summary."""
+
+    tag: str
+    previous: str
+    n_events: int
+    n_skipped: int
+    n_users: int
+    n_interactions: int
+    feedback_seq: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def feedback_db_path(model: str) -> Path:
+    """Where a model's feedback lives: ``$RECBENTO_FEEDBACK_DB``, else per model name.
+
+    The default is ``$BENTOML_HOME/recbento/feedback/<name>.db`` (``~/bentoml`` when
+    ``BENTOML_HOME`` is unset); every version of a model shares its name's store.
+    """
+    env = os.environ.get("RECBENTO_FEEDBACK_DB")
+    if env:
+        return Path(env)
+    home = Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
+    return home / "recbento" / "feedback" / f"{model.split(':')[0]}.db"
+
+
+def refresh(
+    model: str,
+    *,
+    feedback_db: str | Path | None = None,
+    name: str | None = None,
+) -> RefreshReport:
+    """Save a new version of ``model`` with the stored feedback events folded in.
+
+    Parameters
+    ----------
+    model : str
+        Model name or ``name:version`` in the BentoML store.
+    feedback_db : str or Path, optional
+        The feedback store; default :func:`feedback_db_path` of ``model``.
+    name : str, optional
+        Save under another name (default the model's own).
+
+    Returns
+    -------
+    RefreshReport
+        The new tag, events folded, events skipped (items no longer in the catalogue).
+    """
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    bundle, tag = load_from_store(model)
+    timings["load"] = time.perf_counter() - t0
+    path = Path(feedback_db) if feedback_db is not None else feedback_db_path(tag)
+    since = bundle.config.get("feedback_seq")
+    t0 = time.perf_counter()
+    with FeedbackStore(path) as store:
+        n_old = len(bundle.interactions)
+        interactions, seq = fold_events(bundle.interactions, store, since=since)
+    known = interactions["item_id"].isin(set(bundle.items[ItemSchema.item_id].tolist()))
+    n_skipped = int((~known).sum())
+    if n_skipped:
+        log.warning("skipped %d feedback events for items no longer in the catalogue", n_skipped)
+        interactions = interactions[known.to_numpy()].reset_index(drop=True)
+    n_events = len(interactions) - n_old
+    timings["fold"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    index = {iid: i for i, iid in enumerate(bundle.items[ItemSchema.item_id].tolist())}
+    histories = Histories(interactions, index)
+    user_ids = histories.user_ids()
+    half_life = bundle.config.get("serving", {}).get("half_life_days", 30.0)
+    user_vecs = history_vectors(
+        bundle.item_vectors, [histories.get(u) for u in user_ids], half_life_days=half_life
+    )
+    components = dict(bundle.components)
+    tables = Tables(bundle.items, interactions, bundle.users)
+    if "groups" in components and len(user_ids) >= 4:
+        from recommender.build import fit_user_groups
+
+        old = components["groups"]
+        components["groups"] = fit_user_groups(
+            tables,
+            user_ids,
+            user_vecs,
+            histories,
+            n_groups=getattr(old, "n_groups", None),
+            random_state=getattr(old, "random_state", 0),
+        )
+    timings["users"] = time.perf_counter() - t0
+
+    config = dict(bundle.config)
+    config["feedback_seq"] = int(seq)
+    config["refreshed_from"] = tag
+    config["refreshed_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    new = Bundle(
+        config=config,
+        items=bundle.items,
+        item_vectors=bundle.item_vectors,
+        interactions=interactions,
+        users=bundle.users,
+        user_ids=user_ids,
+        user_vectors=user_vecs,
+        components=components,
+    )
+    t0 = time.perf_counter()
+    new_tag = save_to_store(new, name or tag.split(":")[0])
+    timings["save"] = time.perf_counter() - t0
+    log.info("refreshed %s -> %s with %d events", tag, new_tag, n_events)
+    return RefreshReport(
+        tag=new_tag,
+        previous=tag,
+        n_events=n_events,
+        n_skipped=n_skipped,
+        n_users=len(user_ids),
+        n_interactions=len(interactions),
+        feedback_seq=int(seq),
+        seconds=timings,
+    )
+
+
+def open_feedback(rec: Recommender, path: str | Path | None = None) -> FeedbackStore:
+    """Open the model's feedback store and replay its events into ``rec``.
+
+    Only events after the bundle's ``feedback_seq`` (those not folded in by a refresh)
+    are replayed, so a restarted server reflects every acknowledged event. Events for
+    items no longer in the catalogue are skipped and logged.
+    """
+    store = FeedbackStore(path if path is not None else feedback_db_path(rec.tag or "model"))
+    events = store.all_events(since=rec.bundle.config.get("feedback_seq"))
+    if len(events):
+        known = events["item_id"].map(lambda i: _has_item(rec, i)).to_numpy(dtype=bool)
+        if not known.all():
+            log.warning(
+                "replay: skipped %d events for items no longer in the catalogue: %s",
+                int((~known).sum()),
+                events.loc[~known, "item_id"].head(10).tolist(),
+            )
+        rec.add_events(events[known])
+    log.info("feedback %s: replayed %d events", store.path, len(events))
+    return store
+
+
+def _has_item(rec: Recommender, item_id: Any) -> bool:
+    try:
+        rec.item_row(item_id)
+    except Exception:  # NotFoundError
+        return False
+    return True
+
+
+def record_feedback(
+    rec: Recommender,
+    store: FeedbackStore,
+    events: Sequence[dict[str, Any]],
+    *,
+    max_events: int = 1000,
+) -> dict[str, int]:
+    """Validate, store durably (committed before returning), then apply to ``rec``.
+
+    Every bad event is reported at once (:class:`~recommender.errors.ValidationError`
+    with a ``failures`` table); nothing is stored unless all are valid.
+
+    Returns
+    -------
+    dict
+        ``{"stored": events stored by this call, "total": events in the store}``.
+    """
+    if not 1 <= len(events) <= max_events:
+        raise InputError(
+            f"events has {len(events)} entries; expected 1 to {max_events} (RECBENTO_MAX_EVENTS)",
+            field="events",
+            value=len(events),
+        )
+    stored = store.append_events(list(events), items=rec.bundle.items, user_key=rec.user_key)
+    rec.add_events(stored)
+    return {"stored": len(stored), "total": store.count()}
