@@ -223,10 +223,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.integration
-def test_real_bentoml_serve(service_module):
-    port = _free_port()
-    env = {**os.environ, "RECBENTO_MODEL": "svc-toy"}
+def _serve(port: int, **env: str) -> subprocess.Popen:
+    """``bentoml serve`` of the toy model on ``port`` in its own process group, ready."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -240,22 +238,32 @@ def test_real_bentoml_serve(service_module):
             str(port),
         ],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "RECBENTO_MODEL": "svc-toy", **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(proc.stdout.read().decode())
+        time.sleep(0.5)
+    _stop(proc)
+    raise AssertionError("bentoml serve did not get ready in 120 s")
+
+
+@pytest.mark.integration
+def test_real_bentoml_serve(service_module):
+    port = _free_port()
+    proc = _serve(port)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode()
-            time.sleep(0.5)
         r = httpx.post(f"{url}/recommend", json={"user_id": 30, "k": 3}, timeout=30)
         assert r.status_code == 200, r.text
         assert {1, 4, 5, 7}.isdisjoint(i["item_id"] for i in r.json()["items"])
@@ -263,6 +271,41 @@ def test_real_bentoml_serve(service_module):
         assert r.status_code == 200 and len(r.json()["items"]) == 2
         r = httpx.post(f"{url}/encode", json={"texts": ["x"] * 3}, timeout=30)
         assert r.status_code == 200 and np.asarray(r.json()).shape == (3, 32)
+    finally:
+        _stop(proc)
+
+
+@pytest.mark.integration
+def test_acknowledged_feedback_survives_kill_9(service_module, tmp_path):
+    from recommender.feedback import FeedbackStore
+
+    db = str(tmp_path / "feedback.db")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _serve(port, RECBENTO_FEEDBACK_DB=db, RECBENTO_API_TOKEN="tok")
+    acked = 0
+    try:
+        auth = {"Authorization": "Bearer tok"}
+        for n in range(20):
+            ev = {"user_id": f"u{n % 4}", "item_id": 1 + n % 8, "timestamp": 1000 + n}
+            r = httpx.post(f"{url}/feedback", json={"events": [ev]}, headers=auth, timeout=30)
+            assert r.status_code == 200, r.text
+            acked += r.json()["stored"]
+        r = httpx.post(f"{url}/feedback", json={"events": [ev]}, timeout=30)
+        assert r.status_code == 401
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # no shutdown hooks, no WAL checkpoint
+        proc.wait(timeout=20)
+    with FeedbackStore(db) as store:
+        assert store.count() == acked == 20
+    proc = _serve(port, RECBENTO_FEEDBACK_DB=db)
+    try:
+        # u0 consumed items 1 and 5 before the crash: the restarted server knows it
+        r = httpx.post(f"{url}/recommend", json={"user_id": "u0", "k": 6}, timeout=30)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["cold_start"] is False
+        assert {1, 5}.isdisjoint(i["item_id"] for i in body["items"])
     finally:
         _stop(proc)
 

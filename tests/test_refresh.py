@@ -1,0 +1,99 @@
+"""``recbento refresh``: stored feedback folded into a new model version."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+
+@pytest.fixture
+def toy_store_model(toy_bundle):
+    from recommender.bundle import save_to_store
+
+    return save_to_store(toy_bundle, "refresh-toy")
+
+
+def _recommender(tag):
+    from recommender.bundle import load_from_store
+    from recommender.pipeline import Recommender
+
+    bundle, tag = load_from_store(tag)
+    return Recommender(bundle, tag=tag)
+
+
+def test_refresh_folds_feedback_into_a_new_version(toy_store_model, tmp_path):
+    from recommender.feedback import FeedbackStore
+    from recommender.refresh import refresh
+
+    db = tmp_path / "fb.db"
+    with FeedbackStore(db) as store:
+        store.append(
+            [
+                {"user_id": 10, "item_id": 3, "timestamp": 900},
+                {"user_id": 77, "item_id": 7, "timestamp": 901, "rating": 5.0},
+            ]
+        )
+    old = _recommender(toy_store_model)
+    assert old.recommend(user_id=77, k=2).cold_start is True
+    assert 3 in [i.item_id for i in old.recommend(user_id=10, k=6).items]
+
+    report = refresh("refresh-toy", feedback_db=db)
+    assert report.tag != toy_store_model and report.n_events == 2 and report.feedback_seq == 2
+    new = _recommender(report.tag)
+    assert new.bundle.config["feedback_seq"] == 2
+    assert new.recommend(user_id=77, k=2).cold_start is False
+    assert 7 not in [i.item_id for i in new.recommend(user_id=77, k=3).items]
+    assert 3 not in [i.item_id for i in new.recommend(user_id=10, k=6).items]
+    assert len(new.bundle.interactions) == len(old.bundle.interactions) + 2
+
+
+def test_a_second_refresh_folds_only_new_events(toy_store_model, tmp_path):
+    from recommender.feedback import FeedbackStore
+    from recommender.refresh import open_feedback, refresh
+
+    db = tmp_path / "fb.db"
+    with FeedbackStore(db) as store:
+        store.append([{"user_id": 10, "item_id": 3, "timestamp": 900}])
+    first = refresh("refresh-toy", feedback_db=db)
+    with FeedbackStore(db) as store:
+        store.append([{"user_id": 20, "item_id": 6, "timestamp": 901}])
+    rec = _recommender(first.tag)
+    # a server on the refreshed model replays only the event after its feedback_seq
+    replayed = open_feedback(rec, db)
+    assert 6 not in [i.item_id for i in rec.recommend(user_id=20, k=6).items]
+    replayed.close()
+    second = refresh(first.tag, feedback_db=db)
+    assert second.n_events == 1
+    n = len(_recommender(second.tag).bundle.interactions)
+    assert n == len(_recommender(toy_store_model).bundle.interactions) + 2
+
+
+def test_replay_skips_events_for_items_no_longer_in_the_catalogue(toy_store_model, tmp_path):
+    from recommender.feedback import FeedbackStore
+    from recommender.refresh import open_feedback, refresh
+
+    db = tmp_path / "fb.db"
+    with FeedbackStore(db) as store:
+        store.append([{"user_id": 10, "item_id": 4242, "timestamp": 5}])  # no catalogue check
+        store.append([{"user_id": 10, "item_id": 3, "timestamp": 6}])
+    rec = _recommender(toy_store_model)
+    open_feedback(rec, db).close()
+    assert 3 not in [i.item_id for i in rec.recommend(user_id=10, k=6).items]
+    report = refresh("refresh-toy", feedback_db=db)
+    assert report.n_events == 1 and report.n_skipped == 1
+
+
+def test_cli_refresh_prints_the_new_tag(toy_store_model, tmp_path):
+    from recommender.cli import app
+    from recommender.feedback import FeedbackStore
+
+    db = tmp_path / "fb.db"
+    with FeedbackStore(db) as store:
+        store.append([{"user_id": 40, "item_id": 8, "timestamp": 70}])
+    result = CliRunner().invoke(
+        app, ["refresh", "--model", "refresh-toy", "--feedback-db", str(db)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "refresh-toy:" in result.output.strip().splitlines()[-1]
+    bad = CliRunner().invoke(app, ["refresh", "--model", "no-such-model"])
+    assert bad.exit_code == 1
