@@ -10,7 +10,12 @@ import json
 
 import pytest
 
-from tests.test_service import asgi, direct, service_module  # noqa: F401  (module fixtures)
+from tests.test_service import (  # noqa: F401  (module fixtures)
+    asgi,
+    direct,
+    reset_bentoml_metrics,
+    service_module,
+)
 
 BIG = "x" * 1_000_000
 
@@ -156,6 +161,7 @@ def test_schemathesis_finds_no_server_error(service_module):  # noqa: F811
     from schemathesis import GenerationMode
     from schemathesis.checks import not_a_server_error
 
+    reset_bentoml_metrics()
     app = service_module.Recommender.to_asgi()
     schema = schemathesis.openapi.from_asgi("/docs.json", app)
     ops = [r.ok() for r in schema.get_all_operations()]

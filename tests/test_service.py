@@ -61,10 +61,20 @@ def test_direct_encode_is_batched_and_normalised(direct):
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
 
 
+def reset_bentoml_metrics() -> None:
+    """Unregister BentoML's Prometheus collectors so another ASGI app can start in process."""
+    from prometheus_client import REGISTRY
+
+    for collector, names in list(REGISTRY._collector_to_names.items()):
+        if any(n.startswith("bentoml_") for n in names):
+            REGISTRY.unregister(collector)
+
+
 @pytest.fixture(scope="module")
 def asgi(service_module):
     from starlette.testclient import TestClient
 
+    reset_bentoml_metrics()
     app = service_module.Recommender.to_asgi()
     with TestClient(app) as client:
         yield client
