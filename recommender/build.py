@@ -56,6 +56,7 @@ def build_bundle(
     tables: Tables,
     encoder: TextEncoder,
     *,
+    item_vectors: np.ndarray | None = None,
     serving: ServingConfig | None = None,
     progress: bool = True,
     timings: dict[str, float] | None = None,
@@ -67,12 +68,23 @@ def build_bundle(
     train: bool = False,
     train_config: dict[str, Any] | None = None,
 ) -> Bundle:
-    """Encode the catalogue and the users of ``tables`` into a :class:`Bundle`."""
+    """Encode the catalogue and the users of ``tables`` into a :class:`Bundle`.
+
+    ``item_vectors``, when given, are ``encoder``'s vectors of the items' texts computed
+    earlier (the benchmarks reuse one encoding across splits); encoding is skipped.
+    """
     timings = timings if timings is not None else {}
     serving = serving or ServingConfig()
     t0 = time.perf_counter()
-    texts = item_texts(tables.items)
-    vectors = encoder.encode(texts, progress=progress, desc="encoding items")
+    if item_vectors is None:
+        texts = item_texts(tables.items)
+        vectors = encoder.encode(texts, progress=progress, desc="encoding items")
+    else:
+        if len(item_vectors) != len(tables.items):
+            raise ValueError(
+                f"item_vectors has {len(item_vectors)} rows for {len(tables.items)} items"
+            )
+        vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
     timings["encode"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -80,7 +92,10 @@ def build_bundle(
     histories = Histories(tables.interactions, index)
     user_ids = histories.user_ids()
     user_vecs = history_vectors(
-        vectors, [histories.get(u) for u in user_ids], half_life_days=serving.half_life_days
+        vectors,
+        [histories.get(u) for u in user_ids],
+        half_life_days=serving.half_life_days,
+        position_decay=serving.position_decay,
     )
     timings["users"] = time.perf_counter() - t0
 

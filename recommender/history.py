@@ -1,8 +1,10 @@
 """User histories and the history -> user vector stage.
 
 A history is three aligned arrays (item indices, unix timestamps, weights), oldest first.
-The user vector is the recency-weighted mean of the history's item vectors, with a
-half-life in days, re-normalised to unit length.
+The user vector is the recency-weighted mean of the history's item vectors, re-normalised
+to unit length. Recency counts twice: by age (a half-life in days) and by position (each
+step back in the history multiplies the weight by ``position_decay``), because logs
+often hold whole sessions with one timestamp, where age alone cannot say what came last.
 
 Examples
 --------
@@ -109,7 +111,9 @@ def _native(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def _recency_weights(history: History, half_life_days: float, now: float | None) -> np.ndarray:
+def _recency_weights(
+    history: History, half_life_days: float, now: float | None, position_decay: float = 1.0
+) -> np.ndarray:
     if len(history) == 0:
         return np.zeros(0)
     ref = float(history.timestamps.max()) if now is None else float(now)
@@ -118,6 +122,8 @@ def _recency_weights(history: History, half_life_days: float, now: float | None)
         decay = np.power(0.5, age_days / half_life_days)
     else:
         decay = np.ones_like(age_days)
+    if position_decay != 1.0:
+        decay = decay * np.power(float(position_decay), np.arange(len(history))[::-1])
     w = history.weights.astype(np.float64)
     w = w / w.max() if w.max() > 0 else np.ones_like(w)
     return decay * w
@@ -129,16 +135,18 @@ def history_vector(
     *,
     half_life_days: float = 30.0,
     now: float | None = None,
+    position_decay: float = 1.0,
 ) -> np.ndarray:
     """Recency-weighted mean of the history's item vectors, unit length.
 
     Ages are measured from ``now`` (default: the newest interaction), so a history
-    replayed later gives the same vector. An empty history gives a zero vector.
+    replayed later gives the same vector; the ``j``-th newest item is further weighted
+    by ``position_decay ** j``. An empty history gives a zero vector.
     """
     out = np.zeros(item_vectors.shape[1], dtype=np.float32)
     if len(history) == 0:
         return out
-    w = _recency_weights(history, half_life_days, now)
+    w = _recency_weights(history, half_life_days, now, position_decay)
     if w.sum() <= 0:
         w = np.ones_like(w)
     v = (w[:, None] * item_vectors[history.items]).sum(axis=0)
@@ -147,12 +155,18 @@ def history_vector(
 
 
 def history_vectors(
-    item_vectors: np.ndarray, histories: list[History], *, half_life_days: float = 30.0
+    item_vectors: np.ndarray,
+    histories: list[History],
+    *,
+    half_life_days: float = 30.0,
+    position_decay: float = 1.0,
 ) -> np.ndarray:
     """:func:`history_vector` for many users, ``(len(histories), dim)``."""
     out = np.zeros((len(histories), item_vectors.shape[1]), dtype=np.float32)
     for i, h in enumerate(histories):
-        out[i] = history_vector(item_vectors, h, half_life_days=half_life_days)
+        out[i] = history_vector(
+            item_vectors, h, half_life_days=half_life_days, position_decay=position_decay
+        )
     return out
 
 

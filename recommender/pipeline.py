@@ -61,6 +61,12 @@ class ServingConfig:
         Longest free-text ``query``.
     half_life_days : float
         Recency half-life when turning a history into a user vector.
+    position_decay : float
+        Per-step weight decay from the newest history item backwards (1 = off). 0.5 was
+        best on a validation split of MovieLens-small (each user's penultimate item):
+        NDCG@10 of text-only scoring 0.0203 there, against 0.0161 at 0.7 and 0.0105 at
+        0.8; many ratings share a session's timestamp, so age alone cannot say what came
+        last.
     query_weight : float
         Share of the query vector when a request has both a history and a query.
     n_candidates : int
@@ -76,18 +82,25 @@ class ServingConfig:
         index (``auto``: from ``ann_threshold`` items on).
     ann_threshold : int
         Catalogue size from which ``index="auto"`` builds the approximate index.
+    new_item_slots : int
+        With a trained tower, how many of the last positions of a list go to the best
+        items the tower never saw in training (scored from their text alone), when the
+        list holds none on its own; their score is shown as the last regular item's.
+        0 turns this off.
     """
 
     k_max: int = 100
     history_max: int = 500
     query_max_chars: int = 1000
     half_life_days: float = 30.0
+    position_decay: float = 0.5
     query_weight: float = 0.6
     n_candidates: int = 200
     kg_weight: float = 0.5
     max_reasons: int = 3
     index: str = "auto"
     ann_threshold: int = 200_000
+    new_item_slots: int = 1
 
     def get_config(self) -> dict[str, Any]:
         return asdict(self)
@@ -242,6 +255,9 @@ class Recommender:
         self._item_table = (
             None if self.tower is None else self.tower.item_embeddings(self.item_vectors)
         )
+        self._new_items = (
+            None if self.tower is None else np.asarray(self.tower.new_item_mask(self.n_items))
+        )
         if self.graph is not None:
             self.graph.check_items(self.item_ids)
         self.reranker = self._build_reranker()
@@ -391,6 +407,7 @@ class Recommender:
                 self.item_vectors,
                 h.last(self.config.history_max),
                 half_life_days=self.config.half_life_days,
+                position_decay=self.config.position_decay,
             )
         q_rows = [i for i, r in enumerate(reqs) if r.query and r.query.strip()]
         if q_rows:
@@ -573,6 +590,8 @@ class Recommender:
                 field="knobs",
             )
         idx, sc = idx[: req.k], sc[: req.k]
+        if self._new_items is not None and not cold and len(hist):
+            idx, sc = self._reserve_new_items(idx, sc, scores, exclude, mask, req.k)
         reasons: list[list[dict[str, Any]]] = [[] for _ in idx]
         if req.explain and graph_ctx is not None and len(idx):
             found = self.graph.explain_batch(
@@ -589,6 +608,36 @@ class Recommender:
             for j, s, r in zip(idx, sc, reasons, strict=True)
         ]
         return Recommendation(req.user_id, items, cold, group, self.tag)
+
+    def _reserve_new_items(
+        self,
+        idx: np.ndarray,
+        sc: np.ndarray,
+        scores: np.ndarray,
+        exclude: np.ndarray,
+        mask: np.ndarray | None,
+        k: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Give the last ``new_item_slots`` positions to the best items new to the tower.
+
+        A learned tower ranks items it saw in training above text-only ones, so a new
+        item would otherwise never surface; one slot lets it earn interactions.
+        """
+        slots = min(self.config.new_item_slots, len(idx) - 1)
+        new = self._new_items
+        if slots <= 0 or len(idx) < k or new[idx].any() or new.all():
+            return idx, sc
+        eligible = new.copy()
+        if mask is not None:
+            eligible &= mask
+        eligible[exclude] = False
+        cand = np.flatnonzero(eligible & np.isfinite(scores))
+        if not len(cand):
+            return idx, sc
+        pick = cand[np.argsort(-scores[cand], kind="stable")[:slots]]
+        keep = len(idx) - len(pick)
+        floor = sc[keep - 1]
+        return np.r_[idx[:keep], pick], np.r_[sc[:keep], np.full(len(pick), floor, sc.dtype)]
 
     def _graph_context(self, req: Request, hist: History) -> _GraphContext | None:
         if self.graph is None:

@@ -27,6 +27,7 @@ from recommender.bundle import Bundle, load_from_store, save_to_store
 from recommender.errors import InputError
 from recommender.feedback import FeedbackStore, fold_events
 from recommender.history import Histories, history_vectors
+from recommender.pipeline import ServingConfig
 from recommender.schemas import ItemSchema, Tables
 
 __all__ = ["RefreshReport", "feedback_db_path", "open_feedback", "record_feedback", "refresh"]
@@ -108,9 +109,12 @@ def refresh(
     index = {iid: i for i, iid in enumerate(bundle.items[ItemSchema.item_id].tolist())}
     histories = Histories(interactions, index)
     user_ids = histories.user_ids()
-    half_life = bundle.config.get("serving", {}).get("half_life_days", 30.0)
+    serving = ServingConfig.from_config(bundle.config.get("serving"))
     user_vecs = history_vectors(
-        bundle.item_vectors, [histories.get(u) for u in user_ids], half_life_days=half_life
+        bundle.item_vectors,
+        [histories.get(u) for u in user_ids],
+        half_life_days=serving.half_life_days,
+        position_decay=serving.position_decay,
     )
     components = dict(bundle.components)
     tables = Tables(bundle.items, interactions, bundle.users)

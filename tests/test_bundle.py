@@ -128,3 +128,34 @@ def test_trained_bundle_round_trips_and_serves(items, interactions, tiny_encoder
     # a query on top of a history still answers through the tower + text blend
     a._encode = tiny_encoder.encode
     assert len(a.recommend(user_id=10, query="crime", k=2).items) == 2
+
+
+def test_trained_lists_keep_a_slot_for_items_new_to_the_tower(items, interactions, tiny_encoder):
+    """Items with no interactions are text-only to the tower; one of them ends each list."""
+    bundle = build_bundle(
+        validate_tables(items, interactions),
+        tiny_encoder,
+        progress=False,
+        train=True,
+        train_config=TINY_TRAIN,
+        build_graph=False,
+    )
+    new = set(items["item_id"]) - set(interactions["item_id"])
+    assert new == {3, 6, 8}
+    rec = Recommender(bundle)
+    assert {rec.item_ids[i] for i in np.flatnonzero(rec._new_items)} == new
+    for user in (10, 20, 30):
+        got = rec.recommend(user_id=user, k=4, rerank=False).items
+        assert new & {i.item_id for i in got}, user
+        scores = [i.score for i in got]
+        assert scores == sorted(scores, reverse=True)
+
+    # the slot takes the best new item even when the tower ranks it last of all
+    plain = rec.with_config(new_item_slots=0)
+    full = [i.item_id for i in plain.recommend(user_id=10, k=6, rerank=False).items]
+    only_new = np.zeros(rec.n_items, dtype=bool)
+    only_new[rec.item_row(full[-1])] = True
+    rec._new_items = only_new
+    got = [i.item_id for i in rec.recommend(user_id=10, k=3, rerank=False).items]
+    assert got == full[:2] + [full[-1]]
+    assert [i.item_id for i in plain.recommend(user_id=10, k=3, rerank=False).items] == full[:3]

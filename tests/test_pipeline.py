@@ -35,7 +35,11 @@ def test_crime_fan_gets_the_remaining_crime_film_first(rec):
 
 
 def test_seen_items_can_be_kept(rec):
-    assert ids(rec.recommend(user_id=10, k=2, exclude_seen=False)) == [1, 2]
+    # user 10 watched Heat (1) then Collateral (2): the newer one weighs more
+    assert ids(rec.recommend(user_id=10, k=2, exclude_seen=False)) == [2, 1]
+    assert ids(
+        rec.with_config(position_decay=1.0).recommend(user_id=10, k=2, exclude_seen=False)
+    ) == [1, 2]
 
 
 def test_history_without_user(rec):
