@@ -68,7 +68,7 @@ class Encoder:
 
 @bentoml.service(
     name="recbento",
-    workers=1,
+    workers=LIMITS["workers"],
     traffic={"timeout": 60},
     http={"cors": {"enabled": False}},
 )
@@ -87,6 +87,13 @@ class Recommender:
             Bundle.load(self.bundle.path), encode=self._encode_remote, tag=MODEL_TAG
         )
         self.feedback_store = open_feedback(self.pipeline)
+
+    def _fresh(self) -> Any:
+        """The pipeline, with feedback that other workers stored since the last call."""
+        from recommender.refresh import sync_feedback
+
+        sync_feedback(self.pipeline, self.feedback_store)
+        return self.pipeline
 
     def _encode_remote(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self.encoder.encode(texts), dtype=np.float32)
@@ -109,7 +116,7 @@ class Recommender:
         req = RecommendRequest.model_validate(
             {k_: v for k_, v in locals().items() if k_ in RecommendRequest.model_fields}
         )
-        return call(lambda: self.pipeline.recommend(req.to_request()).to_dict())
+        return call(lambda: self._fresh().recommend(req.to_request()).to_dict())
 
     @bentoml.api
     def recommend_batch(
@@ -119,7 +126,7 @@ class Recommender:
         return call(
             lambda: [
                 r.to_dict()
-                for r in self.pipeline.recommend_batch([q.to_request() for q in requests])
+                for r in self._fresh().recommend_batch([q.to_request() for q in requests])
             ]
         )
 
@@ -171,7 +178,7 @@ class Recommender:
         limit = LIMITS["max_group"]
         return call(
             lambda: recommend_group(
-                self.pipeline, user_ids, k, strategy, knobs, rerank=rerank, max_members=limit
+                self._fresh(), user_ids, k, strategy, knobs, rerank=rerank, max_members=limit
             )
         )
 

@@ -58,9 +58,21 @@ def start_server(model: str, port: int, env: dict[str, str] | None = None) -> su
     """Start `bentoml serve` for ``model`` on 127.0.0.1:``port`` and wait until ready."""
     env = {**os.environ, "RECBENTO_MODEL": model, "BENTOML_DO_NOT_TRACK": "True", **(env or {})}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "service:Recommender",
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "service:Recommender",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     deadline = time.time() + 600
@@ -144,15 +156,26 @@ def load_test(
     rng = np.random.default_rng(0)
     users = rng.integers(1, n_users + 1, size=100_000).tolist()
     endpoints = {
-        "recommend": ("/recommend", lambda w, n: {"user_id": users[(w * 997 + n) % len(users)],
-                                                  "k": 10}),
-        "recommend+explain": ("/recommend", lambda w, n: {
-            "user_id": users[(w * 991 + n) % len(users)], "k": 10, "explain": True}),
-        "recommend(query)": ("/recommend", lambda w, n: {
-            "query": QUERIES[(w + n) % len(QUERIES)], "k": 10}),
-        "encode": ("/encode", lambda w, n: {
-            "texts": [f"{QUERIES[(w + n + j) % len(QUERIES)]} #{n}" for j in
-                      range(texts_per_encode)]}),
+        "recommend": (
+            "/recommend",
+            lambda w, n: {"user_id": users[(w * 997 + n) % len(users)], "k": 10},
+        ),
+        "recommend+explain": (
+            "/recommend",
+            lambda w, n: {"user_id": users[(w * 991 + n) % len(users)], "k": 10, "explain": True},
+        ),
+        "recommend(query)": (
+            "/recommend",
+            lambda w, n: {"query": QUERIES[(w + n) % len(QUERIES)], "k": 10},
+        ),
+        "encode": (
+            "/encode",
+            lambda w, n: {
+                "texts": [
+                    f"{QUERIES[(w + n + j) % len(QUERIES)]} #{n}" for j in range(texts_per_encode)
+                ]
+            },
+        ),
     }
     rows = []
     for name, (path, body) in endpoints.items():
@@ -164,8 +187,14 @@ def load_test(
             if name == "encode":
                 res["texts_per_s"] = res["rps"] * texts_per_encode
             rows.append(res)
-            log.info("%s c=%d: %.1f rps p99 %.1f ms, %d errors",
-                     name, c, res["rps"], res["p99_ms"], res["errors"])
+            log.info(
+                "%s c=%d: %.1f rps p99 %.1f ms, %d errors",
+                name,
+                c,
+                res["rps"],
+                res["p99_ms"],
+                res["errors"],
+            )
     return rows
 
 
@@ -202,12 +231,14 @@ def catalogue_scaling(sizes: list[int], dim: int = 384, n_queries: int = 200) ->
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
         items = pd.DataFrame({"item_id": np.arange(n), "title": [f"item {i}" for i in range(n)]})
         n_users = 1000
-        inter = pd.DataFrame({
-            "user_id": np.repeat(np.arange(n_users), 50),
-            "item_id": rng.integers(0, n, n_users * 50),
-            "timestamp": np.tile(np.arange(50), n_users),
-            "weight": 1.0,
-        })
+        inter = pd.DataFrame(
+            {
+                "user_id": np.repeat(np.arange(n_users), 50),
+                "item_id": rng.integers(0, n, n_users * 50),
+                "timestamp": np.tile(np.arange(50), n_users),
+                "weight": 1.0,
+            }
+        )
         bundle = Bundle({"serving": {}}, items, vecs, inter)
         for kind in ("exact", "ann"):
             try:
@@ -222,8 +253,14 @@ def catalogue_scaling(sizes: list[int], dim: int = 384, n_queries: int = 200) ->
                 t0 = time.perf_counter()
                 rec.recommend(Request(user_id=int(q % n_users), k=10))
                 lat.append((time.perf_counter() - t0) * 1000)
-            rows.append({"items": n, "index": kind, "p50_ms": float(np.percentile(lat, 50)),
-                         "p99_ms": float(np.percentile(lat, 99))})
+            rows.append(
+                {
+                    "items": n,
+                    "index": kind,
+                    "p50_ms": float(np.percentile(lat, 50)),
+                    "p99_ms": float(np.percentile(lat, 99)),
+                }
+            )
             log.info("catalogue %d (%s): p99 %.1f ms", n, kind, rows[-1]["p99_ms"])
         del vecs, bundle
     return rows
@@ -249,14 +286,20 @@ def _plot(rows: list[dict], scaling: list[dict], path: Path) -> None:
         rs = [r for r in rows if r["endpoint"] == name]
         axes[0].plot([r["concurrency"] for r in rs], [r["p99_ms"] for r in rs], "o-", label=name)
         axes[1].plot([r["concurrency"] for r in rs], [r["rps"] for r in rs], "o-", label=name)
-    axes[0].set(xscale="log", yscale="log", xlabel="concurrency", ylabel="p99 latency (ms)",
-                title="latency")
+    axes[0].set(
+        xscale="log", yscale="log", xlabel="concurrency", ylabel="p99 latency (ms)", title="latency"
+    )
     axes[1].set(xscale="log", xlabel="concurrency", ylabel="requests/s", title="throughput")
     for kind in sorted({r["index"] for r in scaling}):
         rs = [r for r in scaling if r["index"] == kind]
         axes[2].plot([r["items"] for r in rs], [r["p99_ms"] for r in rs], "o-", label=kind)
-    axes[2].set(xscale="log", yscale="log", xlabel="catalogue size (items)",
-                ylabel="in-process recommend p99 (ms)", title="catalogue scaling")
+    axes[2].set(
+        xscale="log",
+        yscale="log",
+        xlabel="catalogue size (items)",
+        ylabel="in-process recommend p99 (ms)",
+        title="catalogue scaling",
+    )
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -282,8 +325,11 @@ def main(argv: list[str] | None = None) -> None:
 
     tag = ensure_model(args.model)
     bundle, _ = load_from_store(tag)
-    n_users = int(bundle.interactions["user_id"].max()) if bundle.interactions[
-        "user_id"].dtype.kind in "iu" else 100
+    n_users = (
+        int(bundle.interactions["user_id"].max())
+        if bundle.interactions["user_id"].dtype.kind in "iu"
+        else 100
+    )
     enc_cfg = bundle.config.get("encoder", {})
     del bundle
 
@@ -291,8 +337,13 @@ def main(argv: list[str] | None = None) -> None:
     proc = start_server(tag, port)
     try:
         rss_idle = server_rss_mb(proc)
-        rows = load_test(f"http://127.0.0.1:{port}", args.concurrency, args.seconds, n_users,
-                         args.texts_per_encode)
+        rows = load_test(
+            f"http://127.0.0.1:{port}",
+            args.concurrency,
+            args.seconds,
+            n_users,
+            args.texts_per_encode,
+        )
         rss_loaded = server_rss_mb(proc)
     finally:
         stop_server(proc)
@@ -312,8 +363,10 @@ def main(argv: list[str] | None = None) -> None:
     md = [
         f"## Serving benchmark ({tag}, {os.cpu_count()} CPU cores, {args.seconds:.0f} s per cell)",
         "",
-        _md(rows, ["endpoint", "concurrency", "requests", "errors", "rps", "p50_ms", "p95_ms",
-                   "p99_ms"]),
+        _md(
+            rows,
+            ["endpoint", "concurrency", "requests", "errors", "rps", "p50_ms", "p95_ms", "p99_ms"],
+        ),
         "",
         f"encode through the service: best {svc_best:,.0f} texts/s; in-process best "
         f"{best:,.0f} texts/s at batch {best_bs}; ratio {svc_best / best:.2f}",

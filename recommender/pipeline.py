@@ -249,6 +249,9 @@ class Recommender:
         self._user_row = {_native(u): i for i, u in enumerate(bundle.user_ids)}
         self._live: dict[Any, History] = {}
         self._live_lock = threading.Lock()
+        #: Newest feedback-store event applied to the live histories (see refresh.py).
+        self.feedback_seq = 0
+        self.feedback_lock = threading.Lock()
         self.groups = bundle.components.get("groups")
         self.graph = bundle.components.get("graph")
         self.tower = bundle.components.get("tower")

@@ -30,7 +30,14 @@ from recommender.history import Histories, history_vectors
 from recommender.pipeline import ServingConfig
 from recommender.schemas import ItemSchema, Tables
 
-__all__ = ["RefreshReport", "feedback_db_path", "open_feedback", "record_feedback", "refresh"]
+__all__ = [
+    "RefreshReport",
+    "feedback_db_path",
+    "open_feedback",
+    "record_feedback",
+    "refresh",
+    "sync_feedback",
+]
 
 if TYPE_CHECKING:
     from recommender.pipeline import Recommender
@@ -170,18 +177,33 @@ def open_feedback(rec: Recommender, path: str | Path | None = None) -> FeedbackS
     items no longer in the catalogue are skipped and logged.
     """
     store = FeedbackStore(path if path is not None else feedback_db_path(rec.tag or "model"))
-    events = store.all_events(since=rec.bundle.config.get("feedback_seq"))
-    if len(events):
+    rec.feedback_seq = int(rec.bundle.config.get("feedback_seq") or 0)
+    n = sync_feedback(rec, store)
+    log.info("feedback %s: replayed %d events", store.path, n)
+    return store
+
+
+def sync_feedback(rec: Recommender, store: FeedbackStore) -> int:
+    """Apply to ``rec`` every stored event it has not seen yet; return how many.
+
+    Each server worker holds its own :class:`Recommender`, and all of them share one
+    store: calling this before answering makes an event acknowledged by any worker
+    count in every worker's next answer. It costs one indexed query when nothing is new.
+    """
+    with rec.feedback_lock:
+        events = store.all_events(since=rec.feedback_seq)
+        if not len(events):
+            return 0
         known = events["item_id"].map(lambda i: _has_item(rec, i)).to_numpy(dtype=bool)
         if not known.all():
             log.warning(
-                "replay: skipped %d events for items no longer in the catalogue: %s",
+                "skipped %d feedback events for items no longer in the catalogue: %s",
                 int((~known).sum()),
                 events.loc[~known, "item_id"].head(10).tolist(),
             )
         rec.add_events(events[known])
-    log.info("feedback %s: replayed %d events", store.path, len(events))
-    return store
+        rec.feedback_seq = int(events.index.max())  # the index is the commit seq
+        return int(known.sum())
 
 
 def _has_item(rec: Recommender, item_id: Any) -> bool:
@@ -216,5 +238,5 @@ def record_feedback(
             value=len(events),
         )
     stored = store.append_events(list(events), items=rec.bundle.items, user_key=rec.user_key)
-    rec.add_events(stored)
+    sync_feedback(rec, store)  # this call's events, and any another worker stored before
     return {"stored": len(stored), "total": store.count()}

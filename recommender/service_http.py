@@ -150,12 +150,15 @@ def service_limits() -> dict[str, int]:
     """Request limits from the environment (defaults in parentheses).
 
     ``RECBENTO_MAX_BODY_BYTES`` (1 MiB), ``RECBENTO_MAX_EVENTS`` per feedback call
-    (1000), ``RECBENTO_MAX_GROUP`` members of ``recommend_group`` (50).
+    (1000), ``RECBENTO_MAX_GROUP`` members of ``recommend_group`` (50), and
+    ``RECBENTO_WORKERS``, the API service's worker processes (2; workers share the
+    feedback store, so feedback taken by one counts in every worker's next answer).
     """
     return {
         "max_body_bytes": int(os.environ.get("RECBENTO_MAX_BODY_BYTES", str(1 << 20))),
         "max_events": int(os.environ.get("RECBENTO_MAX_EVENTS", "1000")),
         "max_group": int(os.environ.get("RECBENTO_MAX_GROUP", "50")),
+        "workers": int(os.environ.get("RECBENTO_WORKERS", "2")),
     }
 
 

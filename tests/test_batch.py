@@ -77,6 +77,7 @@ def test_transient_failures_are_retried(tmp_path, scorer, monkeypatch):
             raise batch._Retryable("503 process is overloaded")
         return scorer(requests)
 
-    stats = run_batch(tmp_path / "u.csv", tmp_path / "r.csv", k=1, scorer=overloaded,
-                      retries=3, progress=False)
+    stats = run_batch(
+        tmp_path / "u.csv", tmp_path / "r.csv", k=1, scorer=overloaded, retries=3, progress=False
+    )
     assert stats["rows"] == 1

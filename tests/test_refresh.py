@@ -97,3 +97,27 @@ def test_cli_refresh_prints_the_new_tag(toy_store_model, tmp_path):
     assert "refresh-toy:" in result.output.strip().splitlines()[-1]
     bad = CliRunner().invoke(app, ["refresh", "--model", "no-such-model"])
     assert bad.exit_code == 1
+
+
+def test_feedback_taken_by_one_worker_counts_in_every_worker(toy_store_model, tmp_path):
+    """Two server workers share one store: each sees the other's events before answering."""
+    from recommender.pipeline import Request
+    from recommender.refresh import open_feedback, record_feedback, sync_feedback
+
+    db = tmp_path / "fb.db"
+    a, b = _recommender(toy_store_model), _recommender(toy_store_model)
+    store_a, store_b = open_feedback(a, db), open_feedback(b, db)
+    assert 3 in [i.item_id for i in b.recommend(user_id=10, k=6).items]
+
+    record_feedback(a, store_a, [{"user_id": 10, "item_id": 3, "timestamp": 900}])
+    record_feedback(b, store_b, [{"user_id": 20, "item_id": 6, "timestamp": 901}])
+    # b's own call already pulled a's event; a catches up on b's before answering
+    assert 3 not in [i.item_id for i in b.recommend(user_id=10, k=6).items]
+    assert sync_feedback(a, store_a) == 1
+    assert 6 not in [i.item_id for i in a.recommend(user_id=20, k=6).items]
+    assert sync_feedback(a, store_a) == 0 and sync_feedback(b, store_b) == 0
+    # nothing is applied twice: user 10's live history holds the event once
+    history, _ = a.resolve_history(Request(user_id=10))
+    assert history.items.tolist().count(a.item_row(3)) == 1
+    store_a.close()
+    store_b.close()
