@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -67,10 +67,14 @@ class Reason:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (the ``reasons`` entries of a response)."""
-        d = asdict(self)
-        d.pop("entities")
-        d["score"] = round(float(self.score), 6)
-        return d
+        return {
+            "from_item": self.from_item,
+            "from_title": self.from_title,
+            "via": [dict(v) for v in self.via],
+            "score": round(float(self.score), 6),
+            "text": self.text,
+            "source": self.source,
+        }
 
 
 def explain(
