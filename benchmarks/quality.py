@@ -12,7 +12,11 @@ NDCG@10, coverage@10. Cold start: a seeded 10% of items is removed from training
 entirely and HR@10 is measured on the test cases whose target is one of them.
 
 Every system is a *variant*: a function ``(Split) -> (topk, info)`` registered in
-:data:`VARIANTS`; the knowledge-graph and reranker variants plug in the same way.
+:data:`VARIANTS`. recbento's variants answer through the product's own request path: a
+bundle is built from the training split (graph, groups, reranker, and the trained tower
+where the variant has one) and :class:`recommender.pipeline.Recommender` answers one
+request per test user, with the knowledge graph and the reranker on or off per request.
+The tower is trained once per split and shared by the variants that use it.
 Writes ``quality.md``, ``quality.json`` and ``quality.png`` to ``--out``.
 """
 
@@ -24,7 +28,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +38,22 @@ import scipy.sparse as sp
 import torch
 
 from benchmarks.baselines import BASELINES, interaction_matrix, score_topk
+from recommender.build import build_bundle
+from recommender.encoder import TextEncoder
 from recommender.eval import cold_item_split, evaluate_rankings, hit_rate_at_k, leave_last_out
+from recommender.pipeline import Recommender, Request
+from recommender.schemas import Tables
 from recommender.train import SequenceRecommender, TrainConfig, sequences_from_interactions
 
-__all__ = ["Split", "VARIANTS", "make_split", "item_vectors", "run", "main"]
+__all__ = [
+    "Split",
+    "VARIANTS",
+    "make_split",
+    "item_vectors",
+    "through_pipeline",
+    "run",
+    "main",
+]
 
 log = logging.getLogger("benchmarks.quality")
 
@@ -60,8 +76,11 @@ class Split:
     histories: list[np.ndarray]
     all_sequences: list[np.ndarray]
     target: np.ndarray
+    train: pd.DataFrame | None = None
+    user_ids: list[Any] = field(default_factory=list)
     cold_mask: np.ndarray | None = None
     train_config: TrainConfig = field(default_factory=TrainConfig)
+    cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_items(self) -> int:
@@ -96,6 +115,8 @@ def make_split(
         histories=histories,
         all_sequences=seqs,
         target=index[test["item_id"]].to_numpy(),
+        train=train,
+        user_ids=test["user_id"].tolist(),
         cold_mask=test["cold"].to_numpy() if "cold" in test.columns else None,
         train_config=train_config,
     )
@@ -137,46 +158,90 @@ def _baseline(name: str) -> Variant:
     return run_baseline
 
 
-def _topk_excluding(scores: np.ndarray, histories: list[np.ndarray], k: int) -> np.ndarray:
-    scores = np.array(scores, dtype=np.float32, copy=True)
-    for r, h in enumerate(histories):
-        scores[r, h] = -np.inf
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    rows = np.arange(len(scores))[:, None]
-    order = np.lexsort((part, -scores[rows, part]), axis=1)
-    return part[rows, order]
+def _tower(split: Split) -> SequenceRecommender:
+    """The split's trained tower (trained on first use, then shared)."""
+    if "tower" not in split.cache:
+        t0 = time.perf_counter()
+        model = SequenceRecommender(split.train_config).fit(split.all_sequences, split.item_vectors)
+        split.cache["tower"] = model
+        split.cache["train_seconds"] = time.perf_counter() - t0
+    return split.cache["tower"]
 
 
-def zero_shot_text(split: Split, *, last: int = 50, decay: float = 0.9) -> tuple[np.ndarray, dict]:
-    """Recency-weighted mean of the last ``last`` history vectors; cosine to every item."""
-    vecs = split.item_vectors
-    users = np.zeros((len(split.histories), vecs.shape[1]), dtype=np.float32)
-    for r, h in enumerate(split.histories):
-        h = h[-last:]
-        if len(h):
-            w = decay ** np.arange(len(h) - 1, -1, -1, dtype=np.float32)
-            users[r] = w @ vecs[h]
-    users /= np.maximum(np.linalg.norm(users, axis=1, keepdims=True), 1e-12)
-    return _topk_excluding(users @ vecs.T, split.histories, K), {}
+def _recommender(split: Split, *, trained: bool) -> Recommender:
+    """The product's recommender built from the training split (cached per split)."""
+    key = f"recommender:{trained}"
+    if key not in split.cache:
+        if "bundle" not in split.cache:
+            encoder = split.cache.get("encoder") or TextEncoder.from_pretrained(None)
+            tables = Tables(split.items, split.train, None)
+            split.cache["bundle"] = build_bundle(
+                tables, encoder, item_vectors=split.item_vectors, progress=False
+            )
+        bundle = split.cache["bundle"]
+        components = dict(bundle.components)
+        if trained:
+            components["tower"] = _tower(split)
+        split.cache[key] = Recommender(replace(bundle, components=components))
+    return split.cache[key]
 
 
-def trained(split: Split) -> tuple[np.ndarray, dict[str, Any]]:
-    """recbento's default: the sequential user tower over text + ID item embeddings."""
-    model = SequenceRecommender(split.train_config).fit(split.all_sequences, split.item_vectors)
-    table = model.item_embeddings(split.item_vectors)
-    topk, _ = model.recommend(split.histories, K, item_table=table)
-    return topk, dict(model.summary_)
+def through_pipeline(
+    split: Split,
+    *,
+    trained: bool,
+    kg: bool,
+    rerank: bool,
+    kg_weight: float | None = None,
+    batch: int = 128,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Top-K item rows for every test user, answered by :class:`Recommender`.
+
+    ``kg=False`` sends ``kg_weight`` 0; with ``kg=True`` the deployment default is used
+    unless ``kg_weight`` overrides it.
+    """
+    rec = _recommender(split, trained=trained)
+    if not kg:
+        kg_weight = 0.0
+    knobs = None if kg_weight is None else {"kg_weight": float(kg_weight)}
+    topk = np.full((len(split.user_ids), K), -1, dtype=np.int64)
+    for start in range(0, len(split.user_ids), batch):
+        reqs = [
+            Request(user_id=u, k=K, rerank=rerank, knobs=knobs)
+            for u in split.user_ids[start : start + batch]
+        ]
+        for r, answer in enumerate(rec.recommend_batch(reqs), start=start):
+            rows = [rec.item_index[i.item_id] for i in answer.items]
+            topk[r, : len(rows)] = rows
+    info: dict[str, Any] = {
+        "kg_weight": rec.config.kg_weight if kg_weight is None else kg_weight,
+        "rerank": rerank,
+    }
+    if trained:
+        info["train_seconds"] = split.cache.get("train_seconds")
+        info["tower"] = dict(_tower(split).summary_)
+    return topk, info
+
+
+def _pipeline_variant(*, trained: bool, kg: bool, rerank: bool) -> Variant:
+    def run_variant(split: Split) -> tuple[np.ndarray, dict[str, Any]]:
+        return through_pipeline(split, trained=trained, kg=kg, rerank=rerank)
+
+    return run_variant
 
 
 #: Table order. A variant that is not available yet maps to ``None`` and is listed as such.
 VARIANTS: dict[str, Variant | None] = {
     **{name: _baseline(name) for name in BASELINES},
-    "recbento zero-shot text": zero_shot_text,
-    "recbento trained (default)": trained,
-    "recbento trained + KG": None,
-    "recbento trained + KG + reranker": None,
+    "recbento zero-shot text": _pipeline_variant(trained=False, kg=False, rerank=False),
+    "recbento zero-shot + KG + reranker": _pipeline_variant(trained=False, kg=True, rerank=True),
+    "recbento trained": _pipeline_variant(trained=True, kg=False, rerank=False),
+    "recbento trained + KG": _pipeline_variant(trained=True, kg=True, rerank=False),
+    "recbento trained + KG + reranker (default)": _pipeline_variant(
+        trained=True, kg=True, rerank=True
+    ),
 }
-DEFAULT_VARIANT = "recbento trained (default)"
+DEFAULT_VARIANT = "recbento trained + KG + reranker (default)"
 BASELINE_NAMES = list(BASELINES)
 
 
@@ -190,11 +255,18 @@ def run(
     cold_frac: float = 0.1,
     seed: int = 0,
     variants: list[str] | None = None,
+    encoder: TextEncoder | None = None,
 ) -> dict[str, Any]:
-    """Evaluate every selected variant on the main split and on the cold-item split."""
+    """Evaluate every selected variant on the main split and on the cold-item split.
+
+    ``encoder`` is the one that made ``vectors``; recbento's bundles record it (the
+    default MiniLM when omitted).
+    """
     names = [n for n in (variants or list(VARIANTS)) if n in VARIANTS]
     train, test = leave_last_out(interactions)
     main_split = make_split(items, train, test, vectors, train_config)
+    if encoder is not None:
+        main_split.cache["encoder"] = encoder
     results: dict[str, dict[str, Any]] = {}
     for name in names:
         fn = VARIANTS[name]
@@ -210,6 +282,7 @@ def run(
     if cold_frac > 0:
         ctrain, ctest, cold_ids = cold_item_split(interactions, items, frac=cold_frac, seed=seed)
         csplit = make_split(items, ctrain, ctest, vectors, train_config)
+        csplit.cache["encoder"] = main_split.cache.get("encoder")
         mask = csplit.cold_mask
         cold.update(n_cold_items=int(len(cold_ids)), n_cases=int(mask.sum()))
         for name in names:
@@ -323,6 +396,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.users,
     )
     vecs = item_vectors(tables.items, args.encoder, args.out)
+    encoder = TextEncoder.from_pretrained(args.encoder)
     cfg = TrainConfig.from_config({**TrainConfig().get_config(), **json.loads(args.train_config)})
     t0 = time.perf_counter()
     report = run(
@@ -333,6 +407,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cold_frac=args.cold_frac,
         seed=args.seed,
         variants=args.variants,
+        encoder=encoder,
     )
     report["dataset"] = str(args.items or demo / "items.csv")
     report["train_config"] = cfg.get_config()
