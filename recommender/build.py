@@ -91,12 +91,7 @@ def build_bundle(
     index = {iid: i for i, iid in enumerate(tables.items[ItemSchema.item_id].tolist())}
     histories = Histories(tables.interactions, index)
     user_ids = histories.user_ids()
-    user_vecs = history_vectors(
-        vectors,
-        [histories.get(u) for u in user_ids],
-        half_life_days=serving.half_life_days,
-        position_decay=serving.position_decay,
-    )
+    user_vecs = user_vectors(vectors, histories, user_ids, serving)
     timings["users"] = time.perf_counter() - t0
 
     components: dict[str, Any] = {}
@@ -143,6 +138,18 @@ def build_bundle(
         user_ids=user_ids,
         user_vectors=user_vecs,
         components=components,
+    )
+
+
+def user_vectors(
+    item_vectors: np.ndarray, histories: Histories, user_ids: list[Any], serving: ServingConfig
+) -> np.ndarray:
+    """Stored user vectors, ``user_ids`` order, with the deployment's recency settings."""
+    return history_vectors(
+        item_vectors,
+        [histories.get(u) for u in user_ids],
+        half_life_days=serving.half_life_days,
+        position_decay=serving.position_decay,
     )
 
 

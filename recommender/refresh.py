@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from recommender.bundle import Bundle, load_from_store, save_to_store
 from recommender.errors import InputError
 from recommender.feedback import FeedbackStore, fold_events
-from recommender.history import Histories, history_vectors
+from recommender.history import Histories
 from recommender.pipeline import ServingConfig
 from recommender.schemas import ItemSchema, Tables
 
@@ -116,18 +116,13 @@ def refresh(
     index = {iid: i for i, iid in enumerate(bundle.items[ItemSchema.item_id].tolist())}
     histories = Histories(interactions, index)
     user_ids = histories.user_ids()
+    from recommender.build import fit_user_groups, user_vectors  # the build path, only here
+
     serving = ServingConfig.from_config(bundle.config.get("serving"))
-    user_vecs = history_vectors(
-        bundle.item_vectors,
-        [histories.get(u) for u in user_ids],
-        half_life_days=serving.half_life_days,
-        position_decay=serving.position_decay,
-    )
+    user_vecs = user_vectors(bundle.item_vectors, histories, user_ids, serving)
     components = dict(bundle.components)
     tables = Tables(bundle.items, interactions, bundle.users)
     if "groups" in components and len(user_ids) >= 4:
-        from recommender.build import fit_user_groups
-
         old = components["groups"]
         components["groups"] = fit_user_groups(
             tables,
