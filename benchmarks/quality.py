@@ -214,7 +214,11 @@ def through_pipeline(
             rows = [rec.item_index[i.item_id] for i in answer.items]
             topk[r, : len(rows)] = rows
     info: dict[str, Any] = {
-        "kg_weight": rec.config.kg_weight if kg_weight is None else kg_weight,
+        "kg_weight": (
+            (rec.config.kg_weight_trained if trained else rec.config.kg_weight)
+            if kg_weight is None
+            else kg_weight
+        ),
         "rerank": rerank,
     }
     if trained:
