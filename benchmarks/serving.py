@@ -21,7 +21,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -90,12 +89,10 @@ def start_server(model: str, port: int, env: dict[str, str] | None = None) -> su
 
 
 def stop_server(proc: subprocess.Popen) -> None:
-    """Stop the server's whole process group by its PID."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
+    """Stop the server and its workers by PID (they run in process groups of their own)."""
+    from tests.procs import stop
+
+    stop(proc, timeout=30)
 
 
 def server_rss_mb(proc: subprocess.Popen) -> float:
@@ -334,6 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a log line per request costs CPU
     args.out.mkdir(parents=True, exist_ok=True)
 
     from recommender.bundle import load_from_store

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from recommender.cli import app
+from tests.procs import stop
 from tests.toy import INTERACTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,13 +56,7 @@ def server(toy_model):
                 time.sleep(0.5)
         yield url
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc)
 
 
 @pytest.mark.integration

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +13,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+
+from tests.procs import kill_hard, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -312,8 +313,7 @@ def test_acknowledged_feedback_survives_kill_9(service_module, tmp_path):
         r = httpx.post(f"{url}/feedback", json={"events": [ev]}, timeout=30)
         assert r.status_code == 401
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # no shutdown hooks, no WAL checkpoint
-        proc.wait(timeout=20)
+        kill_hard(proc)  # server and workers: no shutdown hooks, no WAL checkpoint
     with FeedbackStore(db) as store:
         assert store.count() == acked == 20
     proc = _serve(port, RECBENTO_FEEDBACK_DB=db)
@@ -329,10 +329,4 @@ def test_acknowledged_feedback_survives_kill_9(service_module, tmp_path):
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    stop(proc)
