@@ -152,14 +152,30 @@ def service_limits() -> dict[str, int]:
     ``RECBENTO_MAX_BODY_BYTES`` (1 MiB), ``RECBENTO_MAX_EVENTS`` per feedback call
     (1000), ``RECBENTO_MAX_GROUP`` members of ``recommend_group`` (50), and
     ``RECBENTO_WORKERS``, the API service's worker processes (2; workers share the
-    feedback store, so feedback taken by one counts in every worker's next answer).
+    feedback store, so feedback taken by one counts in every worker's next answer), and
+    ``RECBENTO_API_THREADS``, math threads (BLAS, torch) per API worker (1: requests run
+    in parallel across threads and workers, and multi-threaded BLAS on a one-request
+    matrix-vector product mostly spins).
     """
     return {
         "max_body_bytes": int(os.environ.get("RECBENTO_MAX_BODY_BYTES", str(1 << 20))),
         "max_events": int(os.environ.get("RECBENTO_MAX_EVENTS", "1000")),
         "max_group": int(os.environ.get("RECBENTO_MAX_GROUP", "50")),
         "workers": int(os.environ.get("RECBENTO_WORKERS", "2")),
+        "api_threads": int(os.environ.get("RECBENTO_API_THREADS", "1")),
     }
+
+
+def limit_math_threads(n: int) -> None:
+    """Cap BLAS/OpenMP and torch intra-op threads of this process at ``n``."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(n)
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return
+    torch.set_num_threads(n)
 
 
 class BodyLimit:
