@@ -21,15 +21,15 @@ import asyncio
 import json
 import logging
 import os
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+
+from tests.procs import free_port, serve, stop  # shared with the tests
 
 log = logging.getLogger(__name__)
 
@@ -47,51 +47,13 @@ QUERIES = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(model: str, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start `bentoml serve` for ``model`` on 127.0.0.1:``port`` and wait until ready."""
-    env = {**os.environ, "RECBENTO_MODEL": model, "BENTOML_DO_NOT_TRACK": "True", **(env or {})}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            "service:Recommender",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("bentoml serve exited before it was ready")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    stop_server(proc)
-    raise RuntimeError("bentoml serve was not ready within 600 s")
+    return serve(model, port, env=env, timeout=600)
 
 
 def stop_server(proc: subprocess.Popen) -> None:
     """Stop the server and its workers by PID (they run in process groups of their own)."""
-    from tests.procs import stop
-
     stop(proc, timeout=30)
 
 
@@ -354,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     enc_cfg = bundle.config.get("encoder", {})
     del bundle
 
-    port = _free_port()
+    port = free_port()
     proc = start_server(tag, port)
     try:
         rss_idle = server_rss_mb(proc)

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks.serving import _free_port, server_rss_mb, start_server, stop_server
+from benchmarks.serving import free_port, server_rss_mb, start_server, stop_server
 
 __all__ = ["main", "soak"]
 
@@ -124,7 +124,7 @@ def soak(
 
     users, items = _ids(model)
     db = Path(tempfile.mkdtemp(prefix="recbento-soak-")) / "feedback.db"
-    port = _free_port()
+    port = free_port()
     proc = start_server(model, port, env={"RECBENTO_FEEDBACK_DB": str(db)})
     try:
         url = f"http://127.0.0.1:{port}"

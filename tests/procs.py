@@ -1,4 +1,4 @@
-"""Stop a `bentoml serve` started by a test, workers included.
+"""Start and stop `bentoml serve` for tests and benchmarks, workers included.
 
 BentoML's workers run in process groups of their own, so signalling the server's group
 reaches the arbiter only: a SIGKILLed arbiter would leave its workers running (and
@@ -7,10 +7,59 @@ holding the port). These helpers signal every process of the tree by PID.
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
+import httpx
 import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(
+    model: str, port: int, *, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.Popen:
+    """`bentoml serve` of ``model`` on 127.0.0.1:``port``, returned once ``/readyz`` is 200.
+
+    The server's output goes to a temporary file (a pipe would fill up and block a busy
+    server) and is raised with the error if it exits early.
+    """
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", "service:Recommender"]
+        + ["--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env={**os.environ, "BENTOML_DO_NOT_TRACK": "True", "RECBENTO_MODEL": model, **(env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            log.seek(0)
+            raise RuntimeError("bentoml serve exited:\n" + log.read().decode(errors="replace"))
+        time.sleep(0.5)
+    stop(proc)
+    raise RuntimeError(f"bentoml serve was not ready within {timeout:.0f} s")
 
 
 def tree(proc: subprocess.Popen) -> list[psutil.Process]:

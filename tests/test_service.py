@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import importlib
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.procs import kill_hard, stop
+from tests.procs import free_port, kill_hard, serve, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -230,50 +228,14 @@ def test_asgi_recommend_accepts_knobs_and_rerank(asgi):
     assert r.status_code == 422 and r.json()["field"] == "bogus"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(port: int, **env: str) -> subprocess.Popen:
-    """``bentoml serve`` of the toy model on ``port`` in its own process group, ready."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            "service:Recommender",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "RECBENTO_MODEL": "svc-toy", **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise AssertionError(proc.stdout.read().decode())
-        time.sleep(0.5)
-    _stop(proc)
-    raise AssertionError("bentoml serve did not get ready in 120 s")
+    """``bentoml serve`` of the toy model on ``port``, ready."""
+    return serve("svc-toy", port, env=env)
 
 
 @pytest.mark.integration
 def test_real_bentoml_serve(service_module):
-    port = _free_port()
+    port = free_port()
     proc = _serve(port)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -299,7 +261,7 @@ def test_acknowledged_feedback_survives_kill_9(service_module, tmp_path):
     from recommender.feedback import FeedbackStore
 
     db = str(tmp_path / "feedback.db")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = _serve(port, RECBENTO_FEEDBACK_DB=db, RECBENTO_API_TOKEN="tok")
     acked = 0
