@@ -30,16 +30,23 @@ def free_port() -> int:
 
 
 def serve(
-    model: str, port: int, *, env: dict[str, str] | None = None, timeout: float = 120
+    model: str,
+    port: int,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    target: str = "service:Recommender",
 ) -> subprocess.Popen:
-    """`bentoml serve` of ``model`` on 127.0.0.1:``port``, returned once ``/readyz`` is 200.
+    """`bentoml serve target` of ``model`` on 127.0.0.1:``port``, once ``/readyz`` is 200.
+
+    ``target`` is the service in this checkout, or a built Bento's tag.
 
     The server's output goes to a temporary file (a pipe would fill up and block a busy
     server) and is raised with the error if it exits early.
     """
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "service:Recommender"]
+        [sys.executable, "-m", "bentoml", "serve", target]
         + ["--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
         env={**os.environ, "BENTOML_DO_NOT_TRACK": "True", "RECBENTO_MODEL": model, **(env or {})},

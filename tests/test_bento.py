@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 import bentoml
+import httpx
 import pytest
 import yaml
+
+from tests.procs import free_port, serve, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,4 +63,50 @@ def test_bento_carries_code_and_a_container_recipe(bento):
 def test_bento_openapi_lists_every_api(bento):
     spec = yaml.safe_load((Path(bento.path) / "apis" / "openapi.yaml").read_text())
     paths = set(spec["paths"])
-    assert {"/recommend", "/recommend_batch", "/similar_items", "/encode"} <= paths
+    assert {
+        "/recommend",
+        "/recommend_batch",
+        "/similar_items",
+        "/encode",
+        "/feedback",
+        "/groups",
+        "/recommend_group",
+    } <= paths
+
+
+@pytest.mark.integration
+def test_bentoml_serve_of_the_bento_tag_answers(bento, toy_model, tmp_path):
+    """The Bento serves on its own: its code, its model, no checkout needed."""
+    port = free_port()
+    proc = serve(
+        toy_model,
+        port,
+        target=str(bento.tag),
+        env={"RECBENTO_MODEL": "", "RECBENTO_FEEDBACK_DB": str(tmp_path / "fb.db")},
+    )
+    try:
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/recommend", json={"user_id": 30, "k": 3}, timeout=30
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["model"] == toy_model
+        assert {1, 4, 5, 7}.isdisjoint(i["item_id"] for i in body["items"])
+    finally:
+        stop(proc)
+
+
+def test_packed_model_is_read_from_the_bento_manifest(tmp_path, monkeypatch):
+    from recommender.service_core import model_name, packed_model
+
+    assert packed_model(tmp_path) is None  # not inside a Bento
+    services = [
+        {"name": name, "models": [{"tag": "movies:abc123", "module": ""}]}
+        for name in ("recbento", "recbento-encoder")
+    ]
+    (tmp_path / "bento.yaml").write_text(yaml.safe_dump({"models": [], "services": services}))
+    assert packed_model(tmp_path) == "movies:abc123"
+    monkeypatch.delenv("RECBENTO_MODEL", raising=False)
+    assert model_name() == "recbento-demo"  # this checkout is not a Bento
+    monkeypatch.setenv("RECBENTO_MODEL", "shoes")
+    assert model_name() == "shoes"
