@@ -110,3 +110,13 @@ def test_packed_model_is_read_from_the_bento_manifest(tmp_path, monkeypatch):
     assert model_name() == "recbento-demo"  # this checkout is not a Bento
     monkeypatch.setenv("RECBENTO_MODEL", "shoes")
     assert model_name() == "shoes"
+
+
+def test_bentofile_installs_every_runtime_dependency():
+    """The container gets its packages from bentofile.yaml: none may be missing there."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from 3.11")
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    packed = yaml.safe_load((ROOT / "bentofile.yaml").read_text())["python"]["packages"]
+    # BentoML pins itself in every Bento's requirements
+    assert sorted(d for d in deps if not d.startswith("bentoml")) == sorted(packed)
