@@ -287,8 +287,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point; see the module docstring."""
-    from benchmarks.quality import item_vectors
-    from recommender.data import demo_dir, load_tables
+    from benchmarks.quality import dataset_tables, item_vectors
+    from recommender.data import demo_dir
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.kg_quality", description=__doc__)
     p.add_argument("--items", type=Path, default=None)
@@ -300,15 +300,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(2)
-    demo = demo_dir()
-    tables = load_tables(
-        args.items or demo / "items.csv", args.interactions or demo / "interactions.csv"
-    )
+    tables = dataset_tables(args.items, args.interactions)
     vecs = item_vectors(tables.items, args.encoder, args.out)  # cached as safetensors
     cfg = GraphConfig.from_config(json.loads(args.graph_config))
     report = run(tables.items, tables.interactions, vecs, weights=tuple(args.weights), config=cfg)
     kg = report.pop("_kg")
-    report["dataset"]["items"] = str(args.items or demo / "items.csv")
+    report["dataset"]["items"] = str(args.items or demo_dir() / "items.csv")
     table = markdown(report)
     print(table)  # noqa: T201 - a benchmark script prints its table
     args.out.mkdir(parents=True, exist_ok=True)

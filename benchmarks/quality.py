@@ -122,6 +122,19 @@ def make_split(
     )
 
 
+# -- data ---------------------------------------------------------------------------------
+def dataset_tables(
+    items: Path | None, interactions: Path | None, users: Path | None = None
+) -> Tables:
+    """The benchmark's tables, validated: the given files, else the bundled demo catalogue."""
+    from recommender.data import demo_dir, load_tables
+
+    demo = demo_dir()
+    return load_tables(
+        items or demo / "items.csv", interactions or demo / "interactions.csv", users
+    )
+
+
 # -- item vectors -------------------------------------------------------------------------
 def item_vectors(items: pd.DataFrame, encoder: str | None, cache: Path) -> np.ndarray:
     """MiniLM (or ``encoder``) vectors of the item texts, cached by a hash of texts + name."""
@@ -377,7 +390,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point; see the module docstring."""
-    from recommender.data import demo_dir, load_tables
+    from recommender.data import demo_dir
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__)
     p.add_argument("--items", type=Path, default=None)
@@ -393,12 +406,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(2)
 
-    demo = demo_dir()
-    tables = load_tables(
-        args.items or demo / "items.csv",
-        args.interactions or demo / "interactions.csv",
-        args.users,
-    )
+    tables = dataset_tables(args.items, args.interactions, args.users)
     vecs = item_vectors(tables.items, args.encoder, args.out)
     encoder = TextEncoder.from_pretrained(args.encoder)
     cfg = TrainConfig.from_config({**TrainConfig().get_config(), **json.loads(args.train_config)})
@@ -413,7 +421,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         variants=args.variants,
         encoder=encoder,
     )
-    report["dataset"] = str(args.items or demo / "items.csv")
+    report["dataset"] = str(args.items or demo_dir() / "items.csv")
     report["train_config"] = cfg.get_config()
     report["seconds"] = time.perf_counter() - t0
     table = markdown(report)

@@ -20,7 +20,14 @@ from typing import Any
 
 import torch
 
-from benchmarks.quality import RESULTS, K, item_vectors, make_split, through_pipeline
+from benchmarks.quality import (
+    RESULTS,
+    K,
+    dataset_tables,
+    item_vectors,
+    make_split,
+    through_pipeline,
+)
 from recommender.eval import evaluate_rankings, leave_last_out
 from recommender.train import TrainConfig
 
@@ -62,7 +69,6 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    from recommender.data import demo_dir, load_tables
     from recommender.encoder import TextEncoder
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.tune_defaults", description=__doc__)
@@ -74,10 +80,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(2)
-    demo = demo_dir()
-    tables = load_tables(
-        args.items or demo / "items.csv", args.interactions or demo / "interactions.csv"
-    )
+    tables = dataset_tables(args.items, args.interactions)
     vecs = item_vectors(tables.items, None, args.out)
     train, _test = leave_last_out(tables.interactions)  # the test item is never seen here
     fit, val = leave_last_out(train)
