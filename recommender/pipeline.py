@@ -605,7 +605,7 @@ class Recommender:
                 field="knobs",
             )
         idx, sc = idx[: req.k], sc[: req.k]
-        if self._new_items is not None and not cold and len(hist):
+        if trained:  # only the tower ranks items it knows above new ones
             idx, sc = self._reserve_new_items(idx, sc, scores, exclude, mask, req.k)
         reasons: list[list[dict[str, Any]]] = [[] for _ in idx]
         if req.explain and graph_ctx is not None and len(idx):
@@ -640,7 +640,7 @@ class Recommender:
         """
         slots = min(self.config.new_item_slots, len(idx) - 1)
         new = self._new_items
-        if slots <= 0 or len(idx) < k or new[idx].any() or new.all():
+        if slots <= 0 or len(idx) < k or new[idx].any():
             return idx, sc
         eligible = new.copy()
         if mask is not None:

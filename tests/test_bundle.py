@@ -107,14 +107,20 @@ TINY_TRAIN = {
 }
 
 
-def test_trained_bundle_round_trips_and_serves(items, interactions, tiny_encoder, tmp_path):
-    bundle = build_bundle(
+@pytest.fixture
+def trained(items, interactions, tiny_encoder):
+    """The toy catalogue built with a (tiny) trained tower."""
+    return build_bundle(
         validate_tables(items, interactions),
         tiny_encoder,
         progress=False,
         train=True,
         train_config=TINY_TRAIN,
     )
+
+
+def test_trained_bundle_round_trips_and_serves(trained, interactions, tiny_encoder, tmp_path):
+    bundle = trained
     assert "tower" in bundle.components
     bundle.save(tmp_path)
     assert (tmp_path / "user_tower.safetensors").is_file()
@@ -130,19 +136,11 @@ def test_trained_bundle_round_trips_and_serves(items, interactions, tiny_encoder
     assert len(a.recommend(user_id=10, query="crime", k=2).items) == 2
 
 
-def test_trained_lists_keep_a_slot_for_items_new_to_the_tower(items, interactions, tiny_encoder):
+def test_trained_lists_keep_a_slot_for_items_new_to_the_tower(trained, items, interactions):
     """Items with no interactions are text-only to the tower; one of them ends each list."""
-    bundle = build_bundle(
-        validate_tables(items, interactions),
-        tiny_encoder,
-        progress=False,
-        train=True,
-        train_config=TINY_TRAIN,
-        build_graph=False,
-    )
     new = set(items["item_id"]) - set(interactions["item_id"])
     assert new == {3, 6, 8}
-    rec = Recommender(bundle)
+    rec = Recommender(trained)
     assert {rec.item_ids[i] for i in np.flatnonzero(rec._new_items)} == new
     for user in (10, 20, 30):
         got = rec.recommend(user_id=user, k=4, rerank=False).items
