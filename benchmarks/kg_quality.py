@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from knowledge_graph import GraphConfig, KnowledgeGraph, blend, graph_stats, recency_weights
+from knowledge_graph import GraphConfig, KnowledgeGraph, blend, graph_stats
 from recommender.eval import evaluate_rankings, leave_last_out, topk_from_scores
-from recommender.history import History, history_vectors
+from recommender.history import History, history_vectors, recency_weights
 
 __all__ = ["run", "main", "markdown"]
 
@@ -62,7 +62,7 @@ def _kg_scores(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     out = []
     for h in hists:
-        w = recency_weights(h.timestamps, HALF_LIFE)
+        w = recency_weights(h, half_life_days=HALF_LIFE)
         out.append(kg.expand(h.items, w, n=N_KG, method=method))  # type: ignore[arg-type]
     return out
 
@@ -89,7 +89,7 @@ def _coverage(
     for u, h in enumerate(hists):
         if len(np.unique(h.items)) < min_hist:
             continue
-        w = recency_weights(h.timestamps, HALF_LIFE)
+        w = recency_weights(h, half_life_days=HALF_LIFE)
         reasons = kg.explain_batch(topk[u], h.items, history_weights=w)
         history = set(h.items.tolist())
         for rs in reasons:
@@ -111,7 +111,7 @@ def _latency(
     for u, h in enumerate(hists):
         h = h.last(cap) if cap else h
         t0 = time.perf_counter()
-        w = recency_weights(h.timestamps, HALF_LIFE)
+        w = recency_weights(h, half_life_days=HALF_LIFE)
         kg.expand(h.items, w, n=N_KG)
         t1 = time.perf_counter()
         kg.explain_batch(topk[u], h.items, history_weights=w)

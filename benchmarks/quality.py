@@ -36,12 +36,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
+from recommender.pipeline import Recommender, Request
 
 from benchmarks.baselines import BASELINES, interaction_matrix, score_topk
 from recommender.build import build_bundle
 from recommender.encoder import TextEncoder
 from recommender.eval import cold_item_split, evaluate_rankings, hit_rate_at_k, leave_last_out
-from recommender.pipeline import Recommender, Request
 from recommender.schemas import Tables
 from recommender.train import SequenceRecommender, TrainConfig, sequences_from_interactions
 

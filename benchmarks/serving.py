@@ -185,10 +185,10 @@ def catalogue_scaling(sizes: list[int], dim: int = 384, n_queries: int = 200) ->
     exact ones for the same users.
     """
     import pandas as pd
+    from recommender.pipeline import Recommender, Request
 
     from benchmarks.index_scaling import low_rank_unit
     from recommender.bundle import Bundle
-    from recommender.pipeline import Recommender, Request
 
     rows = []
     rng = np.random.default_rng(0)

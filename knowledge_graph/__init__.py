@@ -21,7 +21,7 @@ from knowledge_graph.build import (
     user_node,
 )
 from knowledge_graph.config import GraphConfig
-from knowledge_graph.expand import QueryMatch, blend, recency_weights
+from knowledge_graph.expand import QueryMatch, blend
 from knowledge_graph.explain import Reason, explain, explain_batch
 from knowledge_graph.graph import GRAPH_FILE, KnowledgeGraph
 from knowledge_graph.io import export_graphml, from_node_link, load_json, save_json, to_node_link
@@ -46,7 +46,6 @@ __all__ = [
     "item_node",
     "load_json",
     "plot_ego",
-    "recency_weights",
     "save_json",
     "split_node",
     "stats_table",

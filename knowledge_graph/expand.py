@@ -50,7 +50,6 @@ __all__ = [
     "personalized_pagerank",
     "top_n",
     "blend",
-    "recency_weights",
     "tokens",
 ]
 
@@ -80,22 +79,6 @@ def normalize_rows(A: sp.spmatrix) -> sp.csr_matrix:
     norms = np.sqrt(np.asarray(A.multiply(A).sum(axis=1)).ravel())
     inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
     return sp.csr_matrix(sp.diags(inv) @ A)
-
-
-def recency_weights(
-    timestamps: np.ndarray, half_life_days: float = 30.0, now: float | None = None
-) -> np.ndarray:
-    """``0.5 ** (age_days / half_life_days)``; age from ``now`` or the latest timestamp.
-
-    >>> recency_weights(np.array([0, 86400]), half_life_days=1.0).tolist()
-    [0.5, 1.0]
-    """
-    ts = np.asarray(timestamps, dtype=np.float64)
-    if ts.size == 0:
-        return ts
-    ref = float(ts.max()) if now is None else float(now)
-    age = np.maximum(ref - ts, 0.0) / 86400.0
-    return np.power(0.5, age / half_life_days) if half_life_days > 0 else np.ones_like(ts)
 
 
 def seed_vector(n_items: int, seeds: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:

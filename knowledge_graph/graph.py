@@ -216,7 +216,7 @@ class KnowledgeGraph:
         seeds : array of int
             History item indices (and items named in the query).
         seed_weights : array, optional
-            One per seed, e.g. :func:`~knowledge_graph.expand.recency_weights`.
+            One per seed, e.g. :func:`recommender.history.recency_weights`.
         query_entities : sequence of str
             Entity nodes from :meth:`match_query`; unknown ones are ignored.
         query_weight : float

@@ -34,14 +34,14 @@ Scorer = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
 
 def local_scorer(model: str) -> Scorer:
-    """Score requests with an in-process :class:`~recommender.pipeline.Recommender`."""
-    from recommender.pipeline import Request
-    from recommender.service_core import load_recommender
+    """Score requests in-process, through the same request path the service runs."""
+    from recommender.service_core import load
+    from recommender.serving import Request, recommend_batch
 
-    rec = load_recommender(model)
+    loaded = load(model)
 
     def score(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [r.to_dict() for r in rec.recommend_batch([Request(**q) for q in requests])]
+        return [r.to_dict() for r in recommend_batch(loaded, [Request(**q) for q in requests])]
 
     return score
 

@@ -20,10 +20,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.bundle import Bundle, library_versions, save_to_store
+from recommender.config import ServingConfig
 from recommender.data import attribute_columns, demo_dir, item_texts, load_tables
 from recommender.encoder import TextEncoder
+from recommender.encoder_store import save_encoder
 from recommender.history import Histories, history_vectors
-from recommender.pipeline import ServingConfig
 from recommender.schemas import ItemSchema, Tables, UserSchema
 
 __all__ = [
@@ -233,6 +234,7 @@ def build_and_save(
     timings["load encoder"] = time.perf_counter() - t0
     bundle = build_bundle(tables, enc, progress=progress, timings=timings, train=train)
     t0 = time.perf_counter()
+    bundle.config["encoder"]["model_tag"] = save_encoder(enc, name)
     tag = save_to_store(bundle, name)
     timings["save"] = time.perf_counter() - t0
     return BuildReport(

@@ -124,9 +124,9 @@ def _print_report(report: Any, t0: float) -> None:
 
 
 def _load(model: str) -> Any:
-    from recommender.service_core import load_recommender
+    from recommender.service_core import load
 
-    return _run(load_recommender, model)
+    return _run(load, model)
 
 
 @app.command()
@@ -141,7 +141,7 @@ def recommend(
     explain: Annotated[bool, typer.Option(help="Add reasons to every item.")] = False,
 ) -> None:
     """Print the top-k items for a user, a history or a query."""
-    from recommender.pipeline import Request
+    from recommender.serving import Request
 
     rec = _load(model)
     hist = [h.strip() for h in history.split(",") if h.strip()] if history else None
@@ -219,7 +219,7 @@ def groups(
     table = Table(title=f"{g.n_groups_} user groups (silhouette {g.silhouette_:.3f})")
     for col in ("group", "users", "share", "top entities (lift)", "top items"):
         table.add_column(col, justify="right" if col in ("group", "users", "share") else "left")
-    titles = dict(zip(rec.item_ids, rec.titles, strict=True))
+    titles = dict(zip(rec.catalogue.ids, rec.catalogue.titles, strict=True))
     for p in g.portraits_:
         ents = ", ".join(f"{e['entity']} ({e['lift']:.2f})" for e in p.top_entities[:3])
         items = "; ".join(str(titles.get(i["item"], i["item"])) for i in p.top_items[:3])

@@ -82,13 +82,13 @@ def ego(
     rec, kg = _graph(model)
     try:
         if item_id is not None:
-            row = rec.item_row(item_id)
-            plot_ego(kg.G, item_node(rec.item_ids[row]), out, radius=radius)
+            row = rec.catalogue.row(item_id)
+            plot_ego(kg.G, item_node(rec.catalogue.ids[row]), out, radius=radius)
         else:
-            h = rec.histories.get(rec.user_key(user_id)).last(20)
+            h = rec.histories.get(rec.catalogue.user_key(user_id)).last(20)
             if not len(h):
                 raise NotFoundError(f"user_id={user_id!r} has no history", field="user_id")
-            nodes = [item_node(rec.item_ids[i]) for i in h.items]
+            nodes = [item_node(rec.catalogue.ids[i]) for i in h.items]
             plot_ego(kg.G, user_node(user_id), out, radius=radius, history=nodes)
     except RecbentoError as exc:
         _fail(exc)
@@ -101,25 +101,24 @@ def explain(
     item_id: Annotated[str, typer.Option("--item-id", help="The item to explain.")],
 ) -> None:
     """Why ``item-id`` suits ``user-id``: the strongest paths from the user's history."""
-    from knowledge_graph import recency_weights
     from recommender.cli import _fail, console
+    from recommender.serving import Request
+    from recommender.serving.stages import user_states
 
     rec, kg = _graph(model)
     try:
-        row = rec.item_row(item_id)
-        h = rec.histories.get(rec.user_key(user_id)).last(rec.config.history_max)
-        if not len(h):
+        row = rec.catalogue.row(item_id)
+        state = user_states(rec, [Request(user_id=user_id)])[0]
+        if not len(state.history):
             raise NotFoundError(
                 f"user_id={user_id!r} has no history to explain from", field="user_id"
             )
-        reasons = kg.explain(
-            row, h.items, history_weights=recency_weights(h.timestamps, rec.config.half_life_days)
-        )
+        reasons = kg.explain(row, state.history.items, history_weights=state.weights)
     except RecbentoError as exc:
         _fail(exc)
     if not reasons:
-        console.print(f"{rec.titles[row]}: no path links it to user {user_id}'s history")
+        console.print(f"{rec.catalogue.titles[row]}: no path links it to user {user_id}'s history")
         raise typer.Exit(code=0)
-    console.print(f"[bold]{rec.titles[row]}[/] for user {user_id}:")
+    console.print(f"[bold]{rec.catalogue.titles[row]}[/] for user {user_id}:")
     for r in reasons:
         console.print(f"  - {r.text}  (score {r.score:.3f})")

@@ -23,14 +23,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from recommender.config import DEFAULT_ENCODER
 from recommender.errors import EncoderError
 
 __all__ = ["DEFAULT_ENCODER", "TextEncoder", "default_encoder_path", "resolve_device"]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_ENCODER = "all-MiniLM-L6-v2"
-
 
 def default_encoder_path() -> Path:
     """Installed path of the bundled all-MiniLM-L6-v2 checkpoint."""

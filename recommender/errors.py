@@ -13,6 +13,10 @@ __all__ = [
     "EncoderError",
     "BundleError",
     "InputError",
+    "BadRequest",
+    "AuthError",
+    "PayloadTooLarge",
+    "UnsupportedMediaType",
 ]
 
 
@@ -42,6 +46,30 @@ class InputError(RecbentoError):
     """A request or argument is out of range or malformed."""
 
     status_code = 422
+
+
+class BadRequest(RecbentoError):
+    """A request body that is not what an API reads at all (not JSON, say)."""
+
+    status_code = 400
+
+
+class AuthError(RecbentoError):
+    """A protected API was called without the configured bearer token."""
+
+    status_code = 401
+
+
+class PayloadTooLarge(RecbentoError):
+    """A request body over the service's size limit."""
+
+    status_code = 413
+
+
+class UnsupportedMediaType(RecbentoError):
+    """A request body in a media type the API does not read."""
+
+    status_code = 415
 
 
 class ValidationError(RecbentoError):

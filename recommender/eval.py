@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.errors import InputError
+from recommender.topk import top_k
 
 __all__ = [
     "leave_last_out",
@@ -211,22 +212,11 @@ def evaluate_rankings(
 def topk_from_scores(
     scores: np.ndarray,
     k: int,
-    *,
     exclude: list[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Top-``k`` item indices per row of a ``(n_users, n_items)`` score matrix.
 
-    ``exclude[u]`` lists item indices that user ``u`` must not get (seen items); they
-    are set to ``-inf`` in a copy. Ties are broken by the lower item index.
+    ``exclude[u]`` lists item indices that user ``u`` must not get (seen items). Ties
+    are broken by the lower item index (:func:`recommender.topk.top_k`).
     """
-    s = np.array(scores, dtype=np.float64, copy=True)
-    if exclude is not None:
-        for u, seen in enumerate(exclude):
-            if len(seen):
-                s[u, np.asarray(seen, dtype=np.int64)] = -np.inf
-    k = min(k, s.shape[1])
-    part = np.argpartition(-s, k - 1, axis=1)[:, :k]
-    rows = np.arange(s.shape[0])[:, None]
-    vals = s[rows, part]
-    order = np.lexsort((part, -vals), axis=1)
-    return part[rows, order]
+    return top_k(scores, k, exclude=exclude)[0]

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 import numpy as np
 
 from recommender.errors import InputError
+from recommender.topk import top_k
 
 if TYPE_CHECKING:
     from recommender.groups import UserGroups
@@ -147,16 +148,12 @@ def top_k_for_group(
     if int(k) < 1:
         raise InputError(f"k={k} must be >= 1", field="k", value=k)
     g = aggregate_group_scores(score_matrix, strategy, **kwargs)  # type: ignore[arg-type]
-    allowed = np.ones(g.size, dtype=bool)
-    if exclude is not None:
-        ex = np.asarray(exclude)
-        if ex.dtype == bool:
-            allowed &= ~ex
-        else:
-            allowed[ex.astype(np.int64)] = False
-    cand = np.flatnonzero(allowed)
-    order = cand[np.lexsort((cand, -g[cand]))][: int(k)]
-    return order.astype(np.int64), g[order]
+    ex = np.zeros(0, np.int64) if exclude is None else np.asarray(exclude)
+    if ex.dtype == bool:
+        ex = np.flatnonzero(ex)
+    idx, sc = top_k(g, int(k), exclude=[ex.astype(np.int64)])
+    keep = idx[0] >= 0
+    return idx[0][keep], g[idx[0][keep]]
 
 
 def group_context(

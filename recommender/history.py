@@ -27,7 +27,15 @@ import pandas as pd
 
 from recommender.schemas import InteractionSchema
 
-__all__ = ["History", "Histories", "history_vector", "history_vectors", "popularity"]
+__all__ = [
+    "History",
+    "Histories",
+    "history_vector",
+    "history_vectors",
+    "popularity",
+    "recency_weights",
+    "weighted_vector",
+]
 
 log = logging.getLogger(__name__)
 
@@ -111,22 +119,48 @@ def _native(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def _recency_weights(
-    history: History, half_life_days: float, now: float | None, position_decay: float = 1.0
+def recency_weights(
+    history: History,
+    *,
+    half_life_days: float = 30.0,
+    position_decay: float = 1.0,
+    now: float | None = None,
 ) -> np.ndarray:
+    """Weight of each history item: age decay x position decay x its own weight.
+
+    Ages are measured from ``now`` (default: the newest interaction), so a history
+    replayed later weighs the same; the ``j``-th newest item is further weighted by
+    ``position_decay ** j``; the items' own weights (ratings) are scaled to a maximum
+    of 1. The user vector and the knowledge graph's seeds both use these weights.
+
+    >>> h = History(np.array([4, 2]), np.array([0, 86400]), np.array([1.0, 1.0]))
+    >>> recency_weights(h, half_life_days=1.0).tolist()
+    [0.5, 1.0]
+    >>> recency_weights(h, half_life_days=0, position_decay=0.5).tolist()
+    [0.5, 1.0]
+    """
     if len(history) == 0:
         return np.zeros(0)
-    ref = float(history.timestamps.max()) if now is None else float(now)
-    age_days = np.maximum(ref - history.timestamps.astype(np.float64), 0.0) / 86400.0
-    if half_life_days > 0:
-        decay = np.power(0.5, age_days / half_life_days)
-    else:
-        decay = np.ones_like(age_days)
+    ts = history.timestamps.astype(np.float64)
+    ref = float(ts.max()) if now is None else float(now)
+    age_days = np.maximum(ref - ts, 0.0) / 86400.0
+    decay = np.power(0.5, age_days / half_life_days) if half_life_days > 0 else np.ones_like(ts)
     if position_decay != 1.0:
         decay = decay * np.power(float(position_decay), np.arange(len(history))[::-1])
     w = history.weights.astype(np.float64)
     w = w / w.max() if w.max() > 0 else np.ones_like(w)
     return decay * w
+
+
+def weighted_vector(item_vectors: np.ndarray, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Unit-length weighted mean of ``item_vectors[items]``; zeros when ``items`` is empty."""
+    out = np.zeros(item_vectors.shape[1], dtype=np.float32)
+    if len(items) == 0:
+        return out
+    w = weights if weights.sum() > 0 else np.ones_like(weights)
+    v = (w[:, None] * item_vectors[items]).sum(axis=0)
+    norm = np.linalg.norm(v)
+    return (v / norm).astype(np.float32) if norm > 0 else out
 
 
 def history_vector(
@@ -139,19 +173,12 @@ def history_vector(
 ) -> np.ndarray:
     """Recency-weighted mean of the history's item vectors, unit length.
 
-    Ages are measured from ``now`` (default: the newest interaction), so a history
-    replayed later gives the same vector; the ``j``-th newest item is further weighted
-    by ``position_decay ** j``. An empty history gives a zero vector.
+    Weights are :func:`recency_weights`. An empty history gives a zero vector.
     """
-    out = np.zeros(item_vectors.shape[1], dtype=np.float32)
-    if len(history) == 0:
-        return out
-    w = _recency_weights(history, half_life_days, now, position_decay)
-    if w.sum() <= 0:
-        w = np.ones_like(w)
-    v = (w[:, None] * item_vectors[history.items]).sum(axis=0)
-    norm = np.linalg.norm(v)
-    return (v / norm).astype(np.float32) if norm > 0 else out
+    w = recency_weights(
+        history, half_life_days=half_life_days, position_decay=position_decay, now=now
+    )
+    return weighted_vector(item_vectors, history.items, w)
 
 
 def history_vectors(

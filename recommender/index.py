@@ -43,6 +43,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from recommender.errors import BundleError, InputError
+from recommender.topk import top_k
 
 __all__ = [
     "ANNIndex",
@@ -225,7 +226,7 @@ class ExactIndex(VectorIndex):
             for i in range(s, e):
                 if len(exclude[i]):
                     scores[i - s, exclude[i]] = -np.inf
-            idx[s:e], sc[s:e] = top_k_rows(scores, k)
+            idx[s:e], sc[s:e] = top_k(scores, k)
         return idx, sc
 
     def get_config(self) -> dict[str, Any]:
@@ -515,26 +516,6 @@ def load_index(directory: str | Path, vectors: np.ndarray) -> VectorIndex:
 
 
 # ---------------------------------------------------------------------- helpers
-def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` per row of a ``(b, n)`` score matrix; ``-inf`` entries become ``-1``.
-
-    >>> top_k_rows(np.array([[0.1, 0.9, -np.inf]]), 3)[0].tolist()
-    [[1, 0, -1]]
-    """
-    b, n = scores.shape
-    k_eff = min(k, n)
-    part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -part_scores), axis=1)
-    idx = np.take_along_axis(part, order, axis=1)
-    sc = np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
-    idx = np.where(np.isfinite(sc), idx, -1)
-    if k_eff < k:
-        idx = np.pad(idx, ((0, 0), (0, k - k_eff)), constant_values=-1)
-        sc = np.pad(sc, ((0, 0), (0, k - k_eff)), constant_values=-np.inf)
-    return idx.astype(np.int64), sc
-
-
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean fraction of each row of ``truth`` (ignoring ``-1``) that ``found`` contains.
 

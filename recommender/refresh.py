@@ -23,11 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
+
 from recommender.bundle import Bundle, load_from_store, save_to_store
+from recommender.config import ServingConfig
 from recommender.errors import InputError
 from recommender.feedback import FeedbackStore, fold_events
 from recommender.history import Histories
-from recommender.pipeline import ServingConfig
 from recommender.schemas import ItemSchema, Tables
 
 __all__ = [
@@ -37,10 +40,11 @@ __all__ = [
     "record_feedback",
     "refresh",
     "sync_feedback",
+    "apply_events",
 ]
 
 if TYPE_CHECKING:
-    from recommender.pipeline import Recommender
+    from recommender.serving import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -164,61 +168,75 @@ def refresh(
     )
 
 
-def open_feedback(rec: Recommender, path: str | Path | None = None) -> FeedbackStore:
-    """Open the model's feedback store and replay its events into ``rec``.
+def open_feedback(model: LoadedModel, path: str | Path | None = None) -> FeedbackStore:
+    """Open the model's feedback store and replay its events into ``model.live``.
 
     Only events after the bundle's ``feedback_seq`` (those not folded in by a refresh)
     are replayed, so a restarted server reflects every acknowledged event. Events for
     items no longer in the catalogue are skipped and logged.
     """
-    store = FeedbackStore(path if path is not None else feedback_db_path(rec.tag or "model"))
-    rec.feedback_seq = int(rec.bundle.config.get("feedback_seq") or 0)
-    n = sync_feedback(rec, store)
+    store = FeedbackStore(path if path is not None else feedback_db_path(model.tag or "model"))
+    model.live.seq = model.config.feedback_seq
+    n = sync_feedback(model, store)
     log.info("feedback %s: replayed %d events", store.path, n)
     return store
 
 
-def sync_feedback(rec: Recommender, store: FeedbackStore) -> int:
-    """Apply to ``rec`` every stored event it has not seen yet; return how many.
+def sync_feedback(model: LoadedModel, store: FeedbackStore) -> int:
+    """Apply to ``model.live`` every stored event it has not applied yet; return how many.
 
-    Each server worker holds its own :class:`Recommender`, and all of them share one
-    store: calling this before answering makes an event acknowledged by any worker
-    count in every worker's next answer. It costs one indexed query when nothing is new.
+    Each server worker holds its own model, and all of them share one store: calling
+    this before answering makes an event acknowledged by any worker count in every
+    worker's next answer. It costs one indexed query when nothing is new.
     """
-    if store.last_seq() <= rec.feedback_seq:  # the common case: one MAX on the key
+    live = model.live
+    if store.last_seq() <= live.seq:  # the common case: one MAX on the key
         return 0
-    with rec.feedback_lock:
-        events = store.all_events(since=rec.feedback_seq)
+    with live.sync_lock:
+        events = store.all_events(since=live.seq)
         if not len(events):
             return 0
-        known = events["item_id"].map(lambda i: _has_item(rec, i)).to_numpy(dtype=bool)
+        known = events["item_id"].map(model.catalogue.has).to_numpy(dtype=bool)
         if not known.all():
             log.warning(
                 "skipped %d feedback events for items no longer in the catalogue: %s",
                 int((~known).sum()),
                 events.loc[~known, "item_id"].head(10).tolist(),
             )
-        rec.add_events(events[known])
-        rec.feedback_seq = int(events.index.max())  # the index is the commit seq
+        apply_events(model, events[known])
+        live.seq = int(events.index.max())  # the index is the commit seq
         return int(known.sum())
 
 
-def _has_item(rec: Recommender, item_id: Any) -> bool:
-    try:
-        rec.item_row(item_id)
-    except Exception:  # NotFoundError
-        return False
-    return True
+def apply_events(model: LoadedModel, events: pd.DataFrame) -> int:
+    """Fold validated events (``user_id, item_id, timestamp[, weight]``) into live histories.
+
+    Unknown items raise :class:`~recommender.errors.NotFoundError` naming the row.
+    """
+    if len(events) == 0:
+        return 0
+    cat = model.catalogue
+    rows = np.array(
+        [cat.row(i, field=f"events[{n}].item_id") for n, i in enumerate(events["item_id"])],
+        dtype=np.int64,
+    )
+    weights = (
+        events["weight"].fillna(1.0).to_numpy(dtype=np.float64)
+        if "weight" in events.columns
+        else np.ones(len(rows))
+    )
+    users = [cat.user_key(u) for u in events["user_id"].tolist()]
+    return model.live.add(users, rows, events["timestamp"].to_numpy(dtype=np.int64), weights)
 
 
 def record_feedback(
-    rec: Recommender,
+    model: LoadedModel,
     store: FeedbackStore,
     events: Sequence[dict[str, Any]],
     *,
     max_events: int = 1000,
 ) -> dict[str, int]:
-    """Validate, store durably (committed before returning), then apply to ``rec``.
+    """Validate, store durably (committed before returning), then apply to ``model``.
 
     Every bad event is reported at once (:class:`~recommender.errors.ValidationError`
     with a ``failures`` table); nothing is stored unless all are valid.
@@ -234,6 +252,8 @@ def record_feedback(
             field="events",
             value=len(events),
         )
-    stored = store.append_events(list(events), items=rec.bundle.items, user_key=rec.user_key)
-    sync_feedback(rec, store)  # this call's events, and any another worker stored before
+    stored = store.append_events(
+        list(events), items=model.bundle.items, user_key=model.catalogue.user_key
+    )
+    sync_feedback(model, store)  # this call's events, and any another worker stored before
     return {"stored": len(stored), "total": store.count()}

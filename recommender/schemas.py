@@ -136,10 +136,13 @@ def normalize_ids(s: pd.Series) -> pd.Series:
     [1, 2]
     >>> normalize_ids(pd.Series([1.0, "b"])).tolist()
     ['1', 'b']
+    >>> normalize_ids(pd.Series([10**30])).tolist()   # beyond int64: kept as text
+    ['1000000000000000000000000000000']
     """
     nonnull = s.dropna()
     as_num = pd.to_numeric(nonnull, errors="coerce")
-    if len(nonnull) and as_num.notna().all() and (as_num == np.floor(as_num)).all():
+    integral = as_num.notna().all() and (as_num == np.floor(as_num)).all()
+    if len(nonnull) and integral and (as_num.abs() < 2**63).all():  # int64 holds them
         out = pd.to_numeric(s, errors="coerce").astype("Int64")
         return out.astype("int64") if not out.isna().any() else out
     text = s.map(_id_text, na_action="ignore")

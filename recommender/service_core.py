@@ -12,9 +12,9 @@ from pathlib import Path
 
 from recommender.bundle import load_from_store, resolve_tag
 from recommender.errors import NotFoundError
-from recommender.pipeline import EncodeFn, Recommender
+from recommender.serving import EncodeFn, LoadedModel, load_model
 
-__all__ = ["model_name", "packed_model", "ensure_model", "load_recommender"]
+__all__ = ["model_name", "packed_model", "ensure_model", "load", "stored_config"]
 
 log = logging.getLogger(__name__)
 
@@ -58,26 +58,53 @@ def packed_model(bento_root: Path | None = None) -> str | None:
     return str(tags[0])
 
 
+def stored_config(name: str) -> dict | None:
+    """``config.json`` of model ``name`` when it is in the store, else ``None`` (no build)."""
+    import json
+
+    try:
+        tag = resolve_tag(name)
+    except NotFoundError:
+        return None
+    import bentoml
+
+    return json.loads(Path(bentoml.models.get(tag).path, "config.json").read_text())
+
+
 def ensure_model(name: str | None = None) -> str:
     """Tag of ``name`` (latest version), building the demo model first if it is missing.
 
     Only the demo model is built on demand; any other missing name is an error.
     """
+    from filelock import FileLock
+
     from recommender.build import DEMO_MODEL, build_demo
 
     name = name or model_name()
-    with _lock:
+    try:
+        return resolve_tag(name)
+    except NotFoundError:
+        if name.split(":")[0] != DEMO_MODEL:
+            raise
+    # one build per machine, whichever process (service, worker, CLI) gets here first
+    lock = _store_dir() / f".{DEMO_MODEL}.build.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with _lock, FileLock(str(lock)):
         try:
             return resolve_tag(name)
         except NotFoundError:
-            if name.split(":")[0] != DEMO_MODEL:
-                raise
             log.warning("model %r not found: building it from the bundled demo catalogue", name)
             return build_demo(name.split(":")[0]).tag
 
 
-def load_recommender(name: str | None = None, *, encode: EncodeFn | None = None) -> Recommender:
-    """Load ``name`` (see :func:`ensure_model`) into a ready :class:`Recommender`."""
+def _store_dir() -> Path:
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return Path(BentoMLContainer.bentoml_home.get())
+
+
+def load(name: str | None = None, *, encode: EncodeFn | None = None) -> LoadedModel:
+    """Load ``name`` (see :func:`ensure_model`) from the model store, ready to answer."""
     tag = ensure_model(name)
     bundle, tag = load_from_store(tag)
-    return Recommender(bundle, encode=encode, tag=tag)
+    return load_model(bundle, tag=tag, encode=encode)

@@ -54,6 +54,11 @@ TOWER_CONFIG = "tower_config.json"
 _FORMAT = 1
 
 
+#: Keys of towers saved by earlier versions that mean nothing now (the new-item slot
+#: moved to the serving config).
+_RETIRED = frozenset({"new_item_slots"})
+
+
 @dataclass
 class TrainConfig:
     """Every knob of the user tower and its training loop.
@@ -79,11 +84,6 @@ class TrainConfig:
         CPU threads torch may use (0 leaves torch's default).
     device : str or None
         ``cpu`` / ``cuda``; ``None`` picks CUDA when present.
-    new_item_slots : int
-        In :meth:`SequenceRecommender.recommend`, how many of the top ``k`` are reserved
-        for the best-scoring *new* items (no interaction in training, ranked by their
-        text alone) when none made the list on its own. Collaborative scores always rank
-        warm items above brand-new ones; this gives new items a way in.
     cooc, cooc_lambda, cooc_min_count : bool, float, int
         Add the collaborative half of the hybrid (recency-weighted EASE, see
         :class:`~recommender.tower.CooccurrenceScorer`) for items with at least
@@ -110,7 +110,6 @@ class TrainConfig:
     random_state: int = 0
     num_threads: int = 2
     device: str | None = None
-    new_item_slots: int = 1
     cooc: bool = True
     cooc_lambda: float = 500.0
     cooc_min_count: int = 2
@@ -125,6 +124,7 @@ class TrainConfig:
     def from_config(cls, config: dict[str, Any]) -> TrainConfig:
         """Rebuild from :meth:`get_config`; unknown keys are an :class:`InputError`."""
         known = {f.name for f in fields(cls)}
+        config = {k: v for k, v in config.items() if k not in _RETIRED}
         unknown = sorted(set(config) - known)
         if unknown:
             raise InputError(
@@ -523,45 +523,6 @@ class SequenceRecommender:
         m = min(n, net.n_items)
         mask[:m] = ~net.has_id[:m].cpu().numpy() if net.id_emb is not None else True
         return mask
-
-    def recommend(
-        self,
-        histories: Sequence[Sequence[int] | np.ndarray],
-        k: int = 10,
-        *,
-        item_table: np.ndarray | None = None,
-        item_vectors: np.ndarray | None = None,
-        exclude_seen: bool = True,
-        new_item_slots: int | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` item indices and their scores, ``(b, k)`` each, best first.
-
-        The last ``new_item_slots`` (default: the config's) positions go to the best new
-        items (see :meth:`new_item_mask`) when the list has none on its own.
-        """
-        if item_table is None:
-            if item_vectors is None:
-                raise InputError("recommend needs item_table or item_vectors")
-            item_table = self.item_embeddings(item_vectors)
-        scores = self.scores(histories, item_table=item_table).astype(np.float64)
-        if exclude_seen:
-            for r, h in enumerate(histories):
-                scores[r, np.asarray(h, dtype=np.int64)] = -np.inf
-        n = scores.shape[1]
-        k = min(k, n)
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        slots = self.config.new_item_slots if new_item_slots is None else new_item_slots
-        new = self.new_item_mask(n)
-        if slots > 0 and new.any() and k > slots:
-            new_idx = np.flatnonzero(new)
-            for r in range(len(top)):
-                if new[top[r]].any():
-                    continue
-                cand = new_idx[np.argsort(-scores[r, new_idx], kind="stable")[:slots]]
-                cand = cand[np.isfinite(scores[r, cand])]
-                if len(cand):
-                    top[r, k - len(cand) :] = cand
-        return top, np.take_along_axis(scores, top, axis=1)
 
     def _user_states(
         self, histories: Sequence[Sequence[int] | np.ndarray], table: torch.Tensor, batch_size: int

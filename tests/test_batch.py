@@ -6,12 +6,12 @@ import pytest
 
 from recommender.batch import run_batch
 from recommender.errors import InputError
-from recommender.pipeline import Recommender, Request
+from recommender.serving import Request, load_model
 
 
 @pytest.fixture
 def scorer(toy_bundle):
-    rec = Recommender(toy_bundle, encode=lambda texts: np.tile([0, 0, 1, 0], (len(texts), 1)))
+    rec = load_model(toy_bundle, encode=lambda texts: np.tile([0, 0, 1, 0], (len(texts), 1)))
     calls: list[list] = []
 
     def score(requests):

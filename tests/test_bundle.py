@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,8 +12,8 @@ import pytest
 from recommender.build import build_bundle
 from recommender.bundle import Bundle, load_from_store, save_to_store
 from recommender.errors import BundleError, NotFoundError
-from recommender.pipeline import Recommender
 from recommender.schemas import validate_tables
+from recommender.serving import load_model
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def test_save_load_gives_identical_recommendations(built, tmp_path):
     } <= files
     assert not any(f.endswith((".pkl", ".pickle", ".joblib")) for f in files)
     loaded = Bundle.load(tmp_path)
-    a, b = Recommender(built), Recommender(loaded)
+    a, b = load_model(built), load_model(loaded)
     for user in (10, 20, 30, 40, 999):
         ra, rb = a.recommend(user_id=user, k=4), b.recommend(user_id=user, k=4)
         assert [i.item_id for i in ra.items] == [i.item_id for i in rb.items]
@@ -124,7 +125,7 @@ def test_trained_bundle_round_trips_and_serves(trained, interactions, tiny_encod
     assert "tower" in bundle.components
     bundle.save(tmp_path)
     assert (tmp_path / "user_tower.safetensors").is_file()
-    a, b = Recommender(bundle), Recommender(Bundle.load(tmp_path))
+    a, b = load_model(bundle), load_model(Bundle.load(tmp_path))
     for user in (10, 20, 30):
         ra, rb = a.recommend(user_id=user, k=3), b.recommend(user_id=user, k=3)
         assert [i.item_id for i in ra.items] == [i.item_id for i in rb.items]
@@ -132,7 +133,7 @@ def test_trained_bundle_round_trips_and_serves(trained, interactions, tiny_encod
         seen = set(interactions.loc[interactions.user_id == user, "item_id"])
         assert seen.isdisjoint(i.item_id for i in ra.items)
     # a query on top of a history still answers through the tower + text blend
-    a._encode = tiny_encoder.encode
+    a.encode_fn = tiny_encoder.encode
     assert len(a.recommend(user_id=10, query="crime", k=2).items) == 2
 
 
@@ -140,8 +141,8 @@ def test_trained_lists_keep_a_slot_for_items_new_to_the_tower(trained, items, in
     """Items with no interactions are text-only to the tower; one of them ends each list."""
     new = set(items["item_id"]) - set(interactions["item_id"])
     assert new == {3, 6, 8}
-    rec = Recommender(trained)
-    assert {rec.item_ids[i] for i in np.flatnonzero(rec._new_items)} == new
+    rec = load_model(trained)
+    assert {rec.catalogue.ids[i] for i in np.flatnonzero(rec.new_items)} == new
     for user in (10, 20, 30):
         got = rec.recommend(user_id=user, k=4, rerank=False).items
         assert new & {i.item_id for i in got}, user
@@ -149,11 +150,11 @@ def test_trained_lists_keep_a_slot_for_items_new_to_the_tower(trained, items, in
         assert scores == sorted(scores, reverse=True)
 
     # the slot takes the best new item even when the tower ranks it last of all
-    plain = rec.with_config(new_item_slots=0)
+    plain = rec.with_serving(new_item_slots=0)
     full = [i.item_id for i in plain.recommend(user_id=10, k=6, rerank=False).items]
     only_new = np.zeros(rec.n_items, dtype=bool)
-    only_new[rec.item_row(full[-1])] = True
-    rec._new_items = only_new
+    only_new[rec.catalogue.row(full[-1])] = True
+    rec = dataclasses.replace(rec, new_items=only_new)
     got = [i.item_id for i in rec.recommend(user_id=10, k=3, rerank=False).items]
     assert got == full[:2] + [full[-1]]
     assert [i.item_id for i in plain.recommend(user_id=10, k=3, rerank=False).items] == full[:3]

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from recommender.errors import InputError, NotFoundError
-from recommender.pipeline import Recommender, Request, top_k
+from recommender.refresh import apply_events
+from recommender.serving import Request, load_model
+from recommender.topk import top_k
 
 
 def ids(rec):
@@ -19,12 +22,12 @@ def rec(toy_bundle):
     off = dataclasses.replace(
         toy_bundle, config={**toy_bundle.config, "rerank": {"enabled": False}}
     )
-    return Recommender(off)
+    return load_model(off)
 
 
 @pytest.fixture
 def reranked(toy_bundle):
-    return Recommender(toy_bundle)
+    return load_model(toy_bundle)
 
 
 def test_crime_fan_gets_the_remaining_crime_film_first(rec):
@@ -38,7 +41,7 @@ def test_seen_items_can_be_kept(rec):
     # user 10 watched Heat (1) then Collateral (2): the newer one weighs more
     assert ids(rec.recommend(user_id=10, k=2, exclude_seen=False)) == [2, 1]
     assert ids(
-        rec.with_config(position_decay=1.0).recommend(user_id=10, k=2, exclude_seen=False)
+        rec.with_serving(position_decay=1.0).recommend(user_id=10, k=2, exclude_seen=False)
     ) == [1, 2]
 
 
@@ -60,13 +63,13 @@ def test_unknown_user_is_a_cold_start_with_popular_items(rec):
 
 def test_query_is_encoded_and_used(toy_bundle):
     # a fake encoder that maps any text to the sci-fi axis
-    rec = Recommender(toy_bundle, encode=lambda texts: np.tile([0, 0, 1, 0], (len(texts), 1)))
+    rec = load_model(toy_bundle, encode=lambda texts: np.tile([0, 0, 1, 0], (len(texts), 1)))
     out = rec.recommend(query="space monsters", k=2)
     assert ids(out) == [7, 8] and not out.cold_start
 
 
 def test_query_blends_with_history(toy_bundle):
-    rec = Recommender(toy_bundle, encode=lambda texts: np.tile([0, 0, 1, 0], (len(texts), 1)))
+    rec = load_model(toy_bundle, encode=lambda texts: np.tile([0, 0, 1, 0], (len(texts), 1)))
     out = rec.recommend(user_id=10, query="space monsters", k=3)
     assert ids(out)[0] in (7, 8) and 3 in ids(out)
 
@@ -157,7 +160,25 @@ def test_diversity_knob_mixes_clusters(reranked):
 def test_unknown_knob_is_a_422_naming_it(reranked):
     with pytest.raises(InputError) as info:
         reranked.recommend(user_id=10, knobs={"sparkle": 1.0})
-    assert "sparkle" in info.value.message
+    assert info.value.field == "knobs.sparkle" and "diversity" in info.value.message
+    with pytest.raises(InputError) as info:
+        reranked.recommend(user_id=10, knobs={"diversity": 7.0})
+    assert info.value.field == "knobs.diversity"
+
+
+def test_knobs_without_the_reranker_are_refused(rec):
+    with pytest.raises(InputError) as info:
+        rec.recommend(user_id=10, knobs={"diversity": 0.5})
+    assert info.value.field == "knobs"
+
+
+def test_exclude_items_are_never_returned(rec):
+    full = ids(rec.recommend(user_id=10, k=3))
+    out = rec.recommend(user_id=10, k=3, exclude_items=[full[0], "5"])
+    assert full[0] not in ids(out) and 5 not in ids(out) and len(out.items) == 3
+    with pytest.raises(NotFoundError) as info:
+        rec.recommend(user_id=10, exclude_items=[3, 404])
+    assert info.value.field == "exclude_items[1]"
 
 
 def test_rerank_can_be_switched_off_per_request(rec, reranked):
@@ -167,24 +188,21 @@ def test_rerank_can_be_switched_off_per_request(rec, reranked):
 
 
 def test_feedback_events_reflect_at_once(rec):
-    import pandas as pd
-
     before = ids(rec.recommend(user_id=10, k=3))
     assert 3 in before
-    rec.add_events(pd.DataFrame({"user_id": [10], "item_id": [3], "timestamp": [10**9]}))
+    apply_events(rec, pd.DataFrame({"user_id": [10], "item_id": [3], "timestamp": [10**9]}))
     after = ids(rec.recommend(user_id=10, k=3))
     assert 3 not in after
     # a brand-new user is no longer a cold start after one event
-    rec.add_events(pd.DataFrame({"user_id": [777], "item_id": [7], "timestamp": [5]}))
+    apply_events(rec, pd.DataFrame({"user_id": [777], "item_id": [7], "timestamp": [5]}))
     out = rec.recommend(user_id=777, k=1)
     assert not out.cold_start and ids(out) == [8]
 
 
 def test_feedback_with_unknown_item_names_the_row(rec):
-    import pandas as pd
-
     with pytest.raises(NotFoundError) as info:
-        rec.add_events(pd.DataFrame({"user_id": [1, 1], "item_id": [1, 999], "timestamp": [1, 2]}))
+        events = pd.DataFrame({"user_id": [1, 1], "item_id": [1, 999], "timestamp": [1, 2]})
+        apply_events(rec, events)
     assert info.value.field == "events[1].item_id"
 
 
@@ -193,7 +211,7 @@ def with_graph(toy_bundle):
     from knowledge_graph import KnowledgeGraph
 
     toy_bundle.components["graph"] = KnowledgeGraph.build(toy_bundle.items)
-    return Recommender(toy_bundle)
+    return load_model(toy_bundle)
 
 
 def test_explanations_cite_only_the_users_history(with_graph):
@@ -225,7 +243,7 @@ def test_graph_expansion_weight_is_a_knob(with_graph):
 def test_query_naming_an_entity_reaches_its_items(with_graph):
     # the fake-free pipeline needs an encoder for queries; use one that knows nothing
     rec = with_graph
-    rec._encode = lambda texts: np.zeros((len(texts), 4), dtype=np.float32)
+    rec.encode_fn = lambda texts: np.zeros((len(texts), 4), dtype=np.float32)
     out = rec.recommend(query="anything by Michael Mann", k=3, explain=True)
     assert set(ids(out)) == {1, 2, 3}
     assert all(r["source"] == "query" for i in out.items for r in i.reasons)
@@ -237,7 +255,7 @@ def test_approximate_index_gives_the_exact_answers_on_a_small_catalogue(toy_bund
     off = dataclasses.replace(
         toy_bundle, config={**toy_bundle.config, "rerank": {"enabled": False}}
     )
-    exact, ann = Recommender(off, index="exact"), Recommender(off, index="ann")
+    exact, ann = load_model(off, index="exact"), load_model(off, index="ann")
     assert exact.index is None and ann.index is not None
     for req in (
         Request(user_id=10, k=3),

@@ -15,10 +15,10 @@ def toy_store_model(toy_bundle):
 
 def _recommender(tag):
     from recommender.bundle import load_from_store
-    from recommender.pipeline import Recommender
+    from recommender.serving import load_model
 
     bundle, tag = load_from_store(tag)
-    return Recommender(bundle, tag=tag)
+    return load_model(bundle, tag=tag)
 
 
 def test_refresh_folds_feedback_into_a_new_version(toy_store_model, tmp_path):
@@ -101,8 +101,9 @@ def test_cli_refresh_prints_the_new_tag(toy_store_model, tmp_path):
 
 def test_feedback_taken_by_one_worker_counts_in_every_worker(toy_store_model, tmp_path):
     """Two server workers share one store: each sees the other's events before answering."""
-    from recommender.pipeline import Request
     from recommender.refresh import open_feedback, record_feedback, sync_feedback
+    from recommender.serving import Request
+    from recommender.serving.stages.users import resolve_history
 
     db = tmp_path / "fb.db"
     a, b = _recommender(toy_store_model), _recommender(toy_store_model)
@@ -117,7 +118,7 @@ def test_feedback_taken_by_one_worker_counts_in_every_worker(toy_store_model, tm
     assert 6 not in [i.item_id for i in a.recommend(user_id=20, k=6).items]
     assert sync_feedback(a, store_a) == 0 and sync_feedback(b, store_b) == 0
     # nothing is applied twice: user 10's live history holds the event once
-    history, _ = a.resolve_history(Request(user_id=10))
-    assert history.items.tolist().count(a.item_row(3)) == 1
+    history = resolve_history(a, Request(user_id=10))
+    assert history.items.tolist().count(a.catalogue.row(3)) == 1
     store_a.close()
     store_b.close()

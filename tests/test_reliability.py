@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from recommender.services import ServiceSettings
 from tests.test_service import (  # noqa: F401  (module fixtures)
     asgi,
     direct,
@@ -114,8 +115,8 @@ def test_unicode_oddities_and_unknown_users_are_cold_starts(asgi, body):  # noqa
         assert r.json()["cold_start"] is True
 
 
-def test_oversized_payload_is_413(asgi, service_module):  # noqa: F811
-    limit = service_module.LIMITS["max_body_bytes"]
+def test_oversized_payload_is_413(asgi):  # noqa: F811
+    limit = ServiceSettings().max_body_bytes
     events = [{"user_id": 1, "item_id": 1, "timestamp": 5}] * (limit // 40 + 10)
     r = asgi.post("/feedback", json={"events": events})
     assert r.status_code == 413 and r.json()["field"] == "body"
@@ -124,14 +125,18 @@ def test_oversized_payload_is_413(asgi, service_module):  # noqa: F811
 def test_body_limit_counts_chunked_bodies():
     import asyncio
 
-    from recommender.service_http import BodyLimit
+    from recommender.services.guard import RequestGuard
+    from recommender.services.schemas import FeedbackBody
 
     sent: list[dict] = []
 
     async def app(scope, receive, send):  # pragma: no cover - must not be reached
         raise AssertionError("oversized body reached the app")
 
-    chunks = [{"type": "http.request", "body": b"x" * 60, "more_body": True}] * 3
+    # popped from the end: two chunks with more to come, then the last one
+    chunks = [{"type": "http.request", "body": b"x" * 60, "more_body": False}] + [
+        {"type": "http.request", "body": b"x" * 60, "more_body": True}
+    ] * 2
 
     async def receive():
         return chunks.pop()
@@ -139,15 +144,28 @@ def test_body_limit_counts_chunked_bodies():
     async def send(msg):
         sent.append(msg)
 
-    asyncio.run(BodyLimit(app, max_bytes=100)({"type": "http", "method": "POST"}, receive, send))
-    assert sent[0]["status"] == 413
+    guard = RequestGuard(app, max_bytes=100, bodies={"/feedback": FeedbackBody})
+    asyncio.run(guard({"type": "http", "method": "POST", "path": "/feedback"}, receive, send))
+    assert sent[0]["status"] == 413 and not chunks  # read to the end, then answered
 
 
-def test_too_many_events_is_422(asgi, service_module, monkeypatch):  # noqa: F811
-    monkeypatch.setitem(service_module.LIMITS, "max_events", 2)
-    ev = {"user_id": 1, "item_id": 1, "timestamp": 5}
-    r = asgi.post("/feedback", json={"events": [ev] * 3})
-    assert r.status_code == 422 and r.json()["field"] == "events"
+def test_service_settings_are_per_service(toy_model, tmp_path, monkeypatch):
+    """A second pair of services for the same model, with limits of its own."""
+    from starlette.testclient import TestClient
+
+    from recommender.services import make_services
+
+    monkeypatch.setenv("RECBENTO_FEEDBACK_DB", str(tmp_path / "fb.db"))
+    settings = ServiceSettings(max_events=2, max_body_bytes=4096, workers=1)
+    _, small = make_services(toy_model, name="recbento-small", settings=settings)
+    reset_bentoml_metrics()
+    with TestClient(small.to_asgi()) as client:
+        ev = {"user_id": 1, "item_id": 1, "timestamp": 5}
+        r = client.post("/feedback", json={"events": [ev] * 3})
+        assert r.status_code == 422 and r.json()["field"] == "events"
+        r = client.post("/recommend", json={"user_id": 10, "history": [1] * 3000})
+        assert r.status_code == 413 and r.json()["field"] == "body"
+        assert client.post("/recommend", json={"user_id": 10, "k": 2}).status_code == 200
 
 
 def test_schemathesis_finds_no_server_error(service_module):  # noqa: F811

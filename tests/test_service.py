@@ -25,15 +25,16 @@ def service_module(toy_model, tmp_path_factory):
     sys.path.insert(0, str(ROOT))
     module = importlib.import_module("service")
     module = importlib.reload(module)
-    assert module.MODEL_TAG == toy_model
     yield module
     os.environ.pop("RECBENTO_MODEL", None)
     os.environ.pop("RECBENTO_FEEDBACK_DB", None)
 
 
 @pytest.fixture(scope="module")
-def direct(service_module):
-    return service_module.Recommender()
+def direct(service_module, toy_model):
+    svc = service_module.Recommender()
+    assert svc.handlers.model.tag == toy_model  # RECBENTO_MODEL picked the model
+    return svc
 
 
 def test_direct_recommend_excludes_seen(direct):
@@ -120,7 +121,7 @@ def test_direct_feedback_is_stored_and_reflected_at_once(direct):
     before = [i["item_id"] for i in direct.recommend(user_id=10, k=6)["items"]]
     assert 3 in before
     out = direct.feedback(events=_events({"user_id": 10, "item_id": 3, "timestamp": 500}))
-    assert out["stored"] == 1 and out["total"] == direct.feedback_store.count()
+    assert out["stored"] == 1 and out["total"] == direct.handlers.store.count()
     after = [i["item_id"] for i in direct.recommend(user_id=10, k=6)["items"]]
     assert 3 not in after
 
@@ -133,7 +134,7 @@ def test_direct_feedback_makes_a_new_user_warm(direct):
 
 
 def test_direct_feedback_reports_every_bad_event(direct):
-    n = direct.feedback_store.count()
+    n = direct.handlers.store.count()
     resp = direct.feedback(
         events=_events(
             {"user_id": 10, "item_id": 9999, "timestamp": 1},
@@ -143,11 +144,11 @@ def test_direct_feedback_reports_every_bad_event(direct):
     )
     assert resp.status_code == 422
     assert b"9999" in resp.body and b"8888" in resp.body
-    assert direct.feedback_store.count() == n  # nothing stored
+    assert direct.handlers.store.count() == n  # nothing stored
 
 
 def _events(*events):
-    from recommender.service_http import FeedbackEvent
+    from recommender.services.schemas import FeedbackEvent
 
     return [FeedbackEvent(**e) for e in events]
 
@@ -197,12 +198,13 @@ def test_asgi_recommend_group_excludes_what_any_member_saw(asgi, strategy):
 
 
 def test_recommend_group_strategies_differ_on_the_toy(direct):
-    from recommender.group_request import recommend_group
-
-    rec = direct.pipeline
+    model = direct.handlers.model
     # 10 likes crime (1, 2), 20 animation (4, 5): the average favours neither extreme
     tops = {
-        s: [i["item_id"] for i in recommend_group(rec, [10, 20], 6, s, rerank=False)["items"]]
+        s: [
+            i.item_id
+            for i in model.recommend_group(user_ids=[10, 20], k=6, strategy=s, rerank=False).items
+        ]
         for s in ("average", "least_misery", "most_pleasure", "borda")
     }
     for got in tops.values():
@@ -218,14 +220,14 @@ def test_recommend_group_bad_input(asgi):
     r = asgi.post("/recommend_group", json={"user_ids": [10], "k": 0})
     assert r.status_code == 422 and r.json()["field"] == "k"
     r = asgi.post("/recommend_group", json={"user_ids": [10], "knobs": {"bogus": 1}})
-    assert r.status_code == 422 and r.json()["field"] == "bogus"
+    assert r.status_code == 422 and r.json()["field"] == "knobs.bogus"
 
 
 def test_asgi_recommend_accepts_knobs_and_rerank(asgi):
     r = asgi.post("/recommend", json={"user_id": 30, "k": 2, "rerank": False})
     assert r.status_code == 200 and len(r.json()["items"]) == 2
     r = asgi.post("/recommend", json={"user_id": 30, "k": 2, "knobs": {"bogus": 0.1}})
-    assert r.status_code == 422 and r.json()["field"] == "bogus"
+    assert r.status_code == 422 and r.json()["field"] == "knobs.bogus"
 
 
 def _serve(port: int, **env: str) -> subprocess.Popen:

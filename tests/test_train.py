@@ -129,18 +129,14 @@ def test_errors() -> None:
         SequenceRecommender.load("/nonexistent")
 
 
-def test_recommend_reserves_a_slot_for_new_items(fitted: SequenceRecommender) -> None:
+def test_new_items_are_marked_and_scored_from_text(fitted: SequenceRecommender) -> None:
     vecs = np.vstack([_vectors(), _vectors(2, seed=5)])  # items 12, 13 are new
     table = fitted.item_embeddings(vecs)
     assert fitted.new_item_mask(14).tolist() == [False] * 12 + [True] * 2
-    hist = [np.array([0, 1, 2])]
-    top, scores = fitted.recommend(hist, 4, item_table=table)
-    assert top[0, 0] == 3  # the planted next item still comes first
-    assert top[0, -1] in (12, 13)
-    assert not set(top[0]) & {0, 1, 2}
-    plain, _ = fitted.recommend(hist, 4, item_table=table, new_item_slots=0)
-    assert plain[0, :3].tolist() == top[0, :3].tolist()
-    assert np.all(np.diff(scores[0, :3]) <= 0)
+    scores = fitted.scores([np.array([0, 1, 2])], item_table=table)
+    assert scores.shape == (1, 14) and np.isfinite(scores[0, 12:]).all()
+    scores[0, [0, 1, 2]] = -np.inf
+    assert int(np.argmax(scores[0])) == 3  # the planted next item still comes first
 
 
 def test_hybrid_save_load_identical_scores(tmp_path) -> None:

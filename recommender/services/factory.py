@@ -1,0 +1,217 @@
+"""recbento's BentoML services, made for one model by :func:`make_services`.
+
+``Encoder`` owns the BERT checkpoint (CUDA in fp16 when present) and batches ``encode``
+calls across requests; ``Recommender`` owns the model and depends on ``Encoder`` for
+free-text queries. Every API method is one line over :class:`~.handlers.Handlers`.
+
+Making the classes does no work: it reads at most the model's ``config.json`` (to know
+which encoder checkpoint to reference). A missing demo model is built by a deployment
+hook when ``bentoml serve`` starts, not at import.
+
+Examples
+--------
+In a ``service.py`` of your own::
+
+    import bentoml
+    from recommender.services import make_services
+
+    Encoder, Recommender = make_services("movies")
+
+    @bentoml.service
+    class Shop:
+        recs = bentoml.depends(Recommender)
+
+        @bentoml.api
+        def for_you(self, user_id: int) -> list[str]:
+            return [i["title"] for i in self.recs.recommend(user_id=user_id, k=5)["items"]]
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+import bentoml
+import numpy as np
+from bentoml.validators import ContentType
+from pydantic import BaseModel
+
+from recommender.config import EncoderConfig
+from recommender.service_core import ensure_model, model_name, stored_config
+from recommender.services.guard import RequestGuard
+from recommender.services.handlers import Handlers, answer
+from recommender.services.schemas import (
+    EmptyBody,
+    EncodeBody,
+    FeedbackBody,
+    RecommendBatchBody,
+    RecommendBody,
+    RecommendGroupBody,
+    SimilarItemsBody,
+)
+from recommender.services.settings import ServiceSettings
+
+__all__ = ["ServiceArgs", "encoder_service", "make_services"]
+
+log = logging.getLogger(__name__)
+
+#: JSON answers with their media type declared, so BentoML does not derive it from the
+#: output's JSON schema on every response.
+JSONObject = Annotated[dict[str, Any], ContentType("application/json")]
+JSONList = Annotated[list[dict[str, Any]], ContentType("application/json")]
+
+#: Route -> body model, for the request guard.
+BODIES: dict[str, type[BaseModel]] = {
+    "/recommend": RecommendBody,
+    "/recommend_batch": RecommendBatchBody,
+    "/recommend_group": RecommendGroupBody,
+    "/similar_items": SimilarItemsBody,
+    "/feedback": FeedbackBody,
+    "/groups": EmptyBody,
+    "/encode": EncodeBody,
+}
+
+
+class ServiceArgs(BaseModel):
+    """``bentoml serve service:Recommender --arg model=movies`` (``bentoml.use_arguments``)."""
+
+    model: str | None = None
+
+
+def encoder_service(
+    config: EncoderConfig | None = None,
+    *,
+    name: str = "recbento-encoder",
+    settings: ServiceSettings | None = None,
+) -> Any:
+    """A BentoML service encoding texts with the checkpoint ``config`` names.
+
+    It references only that checkpoint (``config.model_tag``) in the model store, or
+    nothing for the packaged default encoder.
+    """
+    config = config or EncoderConfig()
+    settings = settings or ServiceSettings.from_env()
+
+    @bentoml.service(
+        name=name, resources={"gpu": 1, "cpu": "2"}, workers=1, traffic={"timeout": 120}
+    )
+    class Encoder:
+        """Text -> unit vectors; batches calls from every caller."""
+
+        if config.model_tag:
+            checkpoint = bentoml.models.BentoModel(config.model_tag)
+
+        def __init__(self) -> None:
+            from recommender.encoder import TextEncoder
+
+            source = self.checkpoint.path if config.model_tag else (config.path or config.name)
+            self.encoder = TextEncoder.from_pretrained(source, max_length=config.max_length)
+
+        @bentoml.api(
+            batchable=True,
+            max_batch_size=settings.encode_max_batch,
+            max_latency_ms=settings.encode_max_latency_ms,
+        )
+        def encode(self, texts: list[str]) -> np.ndarray:
+            """Encode texts into L2-normalised vectors (one row per text)."""
+            return self.encoder.encode(texts)
+
+    return Encoder
+
+
+def make_services(
+    model: str | None = None,
+    *,
+    name: str = "recbento",
+    settings: ServiceSettings | None = None,
+) -> tuple[Any, Any]:
+    """``(Encoder, Recommender)`` BentoML services serving ``model``.
+
+    Parameters
+    ----------
+    model : str, optional
+        ``name`` or ``name:version`` in the model store; default ``RECBENTO_MODEL``,
+        else the model a built Bento packed, else the demo model.
+    name : str
+        Service name; the encoder service is ``<name>-encoder``. Give each pair a
+        name of its own to serve several models in one Bento.
+    settings : ServiceSettings, optional
+        Workers, concurrency and limits; default from ``RECBENTO_*`` variables.
+    """
+    target = model or model_name()
+    settings = settings or ServiceSettings.from_env()
+    config = stored_config(target)
+    encoder_cfg = EncoderConfig.from_config(config["encoder"]) if config else None
+    Encoder = encoder_service(encoder_cfg, name=f"{name}-encoder", settings=settings)
+
+    @bentoml.service(
+        name=name,
+        workers=settings.workers,
+        threads=settings.concurrency,
+        traffic={"timeout": 60},
+        http={"cors": {"enabled": False}},
+    )
+    class Recommender:
+        """Recommendations, similar items, feedback and groups over HTTP."""
+
+        if config is not None:  # so that `bentoml build` packs it
+            bundle = bentoml.models.BentoModel(target)
+        encoder = bentoml.depends(Encoder)
+
+        @bentoml.on_deployment
+        def prepare() -> None:
+            """Build the demo model on first start (any other missing model is an error)."""
+            ensure_model(target)
+
+        def __init__(self) -> None:
+            self.handlers = Handlers.open(target, encode=self._encode, settings=settings)
+
+        def _encode(self, texts: list[str]) -> np.ndarray:
+            return np.asarray(self.encoder.encode(texts), dtype=np.float32)
+
+        @bentoml.api(input_spec=RecommendBody)
+        def recommend(self, **body: Any) -> JSONObject:
+            """Top-k items for a known user, a history of item ids, and/or a free-text query."""
+            return answer(lambda: self.handlers.recommend(RecommendBody.model_validate(body)))
+
+        @bentoml.api(input_spec=RecommendBatchBody)
+        def recommend_batch(self, **body: Any) -> JSONList:
+            """Many requests in one call; scored with one matrix product."""
+            b = RecommendBatchBody.model_validate(body)
+            return answer(lambda: self.handlers.recommend_batch(b))
+
+        @bentoml.api(input_spec=RecommendGroupBody)
+        def recommend_group(self, **body: Any) -> JSONObject:
+            """One list for a household or a team, members' tastes combined by ``strategy``."""
+            b = RecommendGroupBody.model_validate(body)
+            return answer(lambda: self.handlers.recommend_group(b))
+
+        @bentoml.api(input_spec=SimilarItemsBody)
+        def similar_items(self, **body: Any) -> JSONObject:
+            """Items nearest to ``item_id``."""
+            b = SimilarItemsBody.model_validate(body)
+            return answer(lambda: self.handlers.similar_items(b))
+
+        @bentoml.api(input_spec=FeedbackBody)
+        def feedback(self, ctx: bentoml.Context = None, **body: Any) -> JSONObject:  # type: ignore[assignment]
+            """Store events durably; they count in every worker's next answer.
+
+            Needs ``Authorization: Bearer $RECBENTO_API_TOKEN`` when that variable is set.
+            """
+            b = FeedbackBody.model_validate(body)
+            headers = None if ctx is None else ctx.request.headers
+            return answer(lambda: self.handlers.feedback(b, headers), ctx)
+
+        @bentoml.api(input_spec=EmptyBody)
+        def groups(self) -> JSONObject:
+            """Portraits of the model's user groups."""
+            return answer(self.handlers.groups)
+
+        @bentoml.api(input_spec=EncodeBody)
+        def encode(self, texts: list[str]) -> np.ndarray:
+            """Texts -> vectors through the batching encoder service."""
+            return self.encoder.encode(texts)
+
+    Recommender.add_asgi_middleware(RequestGuard, max_bytes=settings.max_body_bytes, bodies=BODIES)
+    log.debug("services %s and %s-encoder for model %s", name, name, target)
+    return Encoder, Recommender

@@ -1,0 +1,149 @@
+"""What each API does, without BentoML: bodies in, JSON-able answers out.
+
+:class:`Handlers` holds one worker's loaded model and its feedback store; the BentoML
+classes of :mod:`recommender.services.factory` call one method per API. Domain errors
+become JSON answers with their 4xx status in one place, :func:`answer`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from starlette.responses import JSONResponse
+
+from recommender.errors import AuthError, NotFoundError, RecbentoError
+from recommender.refresh import open_feedback, record_feedback, sync_feedback
+from recommender.services.schemas import (
+    FeedbackBody,
+    RecommendBatchBody,
+    RecommendBody,
+    RecommendGroupBody,
+    SimilarItemsBody,
+    check_text,
+)
+from recommender.services.settings import ServiceSettings
+from recommender.serving import EncodeFn, LoadedModel, recommend_batch, recommend_group
+
+__all__ = ["Handlers", "answer", "check_token", "groups_summary", "limit_math_threads"]
+
+log = logging.getLogger(__name__)
+
+
+class Handlers:
+    """One worker's APIs over ``model``, with feedback shared through ``store``.
+
+    Every answer first applies the events other workers (or replicas) stored since
+    this worker's last answer, so acknowledged feedback counts everywhere at once.
+    """
+
+    def __init__(self, model: LoadedModel, store: Any, settings: ServiceSettings) -> None:
+        self.model = model
+        self.store = store
+        self.settings = settings
+
+    @classmethod
+    def open(
+        cls, name: str, *, encode: EncodeFn | None = None, settings: ServiceSettings | None = None
+    ) -> Handlers:
+        """Load model ``name`` from the store and open its feedback store."""
+        from recommender.service_core import load
+
+        settings = settings or ServiceSettings.from_env()
+        limit_math_threads(settings.api_threads)
+        model = load(name, encode=encode)
+        return cls(model, open_feedback(model), settings)
+
+    def _fresh(self) -> LoadedModel:
+        sync_feedback(self.model, self.store)
+        return self.model
+
+    def recommend(self, body: RecommendBody) -> dict[str, Any]:
+        req = body.to_request()
+        return recommend_batch(self._fresh(), [req])[0].to_dict()
+
+    def recommend_batch(self, body: RecommendBatchBody) -> list[dict[str, Any]]:
+        reqs = [b.to_request() for b in body.requests]
+        return [r.to_dict() for r in recommend_batch(self._fresh(), reqs)]
+
+    def recommend_group(self, body: RecommendGroupBody) -> dict[str, Any]:
+        greq = body.to_request()
+        out = recommend_group(self._fresh(), greq, max_members=self.settings.max_group)
+        return out.to_dict()
+
+    def similar_items(self, body: SimilarItemsBody) -> dict[str, Any]:
+        check_text(body.item_id, "item_id")
+        items = self.model.similar_items(body.item_id, body.k)
+        return {"item_id": body.item_id, "items": [i.to_dict() for i in items]}
+
+    def feedback(self, body: FeedbackBody, headers: Mapping[str, str] | None) -> dict[str, int]:
+        check_token(headers)
+        rows = [e.checked(n) for n, e in enumerate(body.events)]
+        return record_feedback(self.model, self.store, rows, max_events=self.settings.max_events)
+
+    def groups(self) -> dict[str, Any]:
+        return groups_summary(self.model)
+
+
+def answer(fn: Callable[[], Any], ctx: Any = None) -> Any:
+    """Run ``fn``; a :class:`RecbentoError` becomes its JSON answer with its 4xx status.
+
+    APIs that take a BentoML context must pass it: BentoML then sets the response
+    status from ``ctx.response.status_code``, overriding the error response's own.
+    """
+    try:
+        return fn()
+    except RecbentoError as exc:
+        log.info("rejected request: %s", exc.message)
+        if ctx is not None:
+            ctx.response.status_code = exc.status_code
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+
+def check_token(headers: Mapping[str, str] | None, *, env: str = "RECBENTO_API_TOKEN") -> None:
+    """Raise :class:`AuthError` unless ``Authorization: Bearer <$RECBENTO_API_TOKEN>``.
+
+    No token configured means the API is open. The comparison is constant-time.
+    """
+    token = os.environ.get(env)
+    if not token:
+        return
+    got = (headers or {}).get("authorization") or ""
+    scheme, _, value = got.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        value.strip().encode(), token.encode()
+    ):
+        raise AuthError(
+            f"header Authorization: expected 'Bearer <token>' (the service's {env}); "
+            "missing or wrong",
+            field="Authorization",
+        )
+
+
+def groups_summary(model: LoadedModel) -> dict[str, Any]:
+    """Portraits of the model's user groups: ``{"n_groups", "silhouette", "groups"}``."""
+    g = model.groups
+    if g is None:
+        raise NotFoundError(
+            f"model={model.tag!r} has no user groups (too few users when it was built)",
+            field="groups",
+        )
+    sil = float(g.silhouette_) if g.silhouette_ is not None else float("nan")
+    return {
+        "n_groups": int(g.n_groups_),
+        "silhouette": sil if np.isfinite(sil) else None,
+        "groups": [p.to_dict() for p in getattr(g, "portraits_", None) or []],
+    }
+
+
+def limit_math_threads(n: int) -> None:
+    """Cap BLAS/OpenMP and torch intra-op threads of this process at ``n``."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(n)
+    torch.set_num_threads(n)

@@ -1,0 +1,83 @@
+"""A deployment's service settings, read once from the environment.
+
+==============================  =========  ==============================================
+variable                        default    meaning
+==============================  =========  ==============================================
+RECBENTO_WORKERS                2          worker processes of the API service
+RECBENTO_CONCURRENCY            16         requests one API worker runs at once (threads)
+RECBENTO_API_THREADS            1          BLAS / torch threads per API worker
+RECBENTO_MAX_BODY_BYTES         1048576    larger request bodies get 413
+RECBENTO_MAX_EVENTS             1000       events per ``feedback`` call
+RECBENTO_MAX_GROUP              50         members per ``recommend_group`` call
+RECBENTO_ENCODE_MAX_BATCH       64         adaptive batching: largest ``encode`` batch
+RECBENTO_ENCODE_MAX_LATENCY_MS  10000      adaptive batching: latency budget
+==============================  =========  ==============================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from recommender.errors import InputError
+
+__all__ = ["ServiceSettings"]
+
+_ENV = {
+    "workers": "RECBENTO_WORKERS",
+    "concurrency": "RECBENTO_CONCURRENCY",
+    "api_threads": "RECBENTO_API_THREADS",
+    "max_body_bytes": "RECBENTO_MAX_BODY_BYTES",
+    "max_events": "RECBENTO_MAX_EVENTS",
+    "max_group": "RECBENTO_MAX_GROUP",
+    "encode_max_batch": "RECBENTO_ENCODE_MAX_BATCH",
+    "encode_max_latency_ms": "RECBENTO_ENCODE_MAX_LATENCY_MS",
+}
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Process and request limits of recbento's services (see the module table).
+
+    ``concurrency`` is BentoML's ``threads``: sync APIs run that many calls at once
+    per worker, so concurrent free-text requests reach the encoder together and
+    batch there. ``encode_max_latency_ms`` is generous on purpose: on a 2-core CPU a
+    batch of 64 short texts takes about 160 ms, and a tight budget makes BentoML shed
+    load with 503s.
+    """
+
+    workers: int = 2
+    concurrency: int = 16
+    api_threads: int = 1
+    max_body_bytes: int = 1 << 20
+    max_events: int = 1000
+    max_group: int = 50
+    encode_max_batch: int = 64
+    encode_max_latency_ms: int = 10_000
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or value < 1:
+                raise InputError(
+                    f"{_ENV[f.name]}={value!r}: expected a whole number >= 1",
+                    field=_ENV[f.name],
+                    value=value,
+                )
+
+    @classmethod
+    def from_env(cls) -> ServiceSettings:
+        """Defaults, overridden by whichever ``RECBENTO_*`` variables are set."""
+        values = {}
+        for name, var in _ENV.items():
+            raw = os.environ.get(var)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = int(raw)
+            except ValueError:
+                raise InputError(
+                    f"{var}={raw!r}: expected a whole number >= 1", field=var, value=raw
+                ) from None
+        return cls(**values)

@@ -1,0 +1,80 @@
+"""Stage 2: how relevant every item is to each request, as one ``(b, n_items)`` matrix.
+
+Text relevance is the cosine of the user vector with every item: one matrix product
+for the batch (or the approximate index's candidates on large catalogues). With a
+trained tower, requests with a history are scored by the tower and its collaborative
+hybrid instead, a query on top blended in as standardised text relevance. Cold starts
+get popularity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from recommender.serving.types import Request, UserState
+
+if TYPE_CHECKING:
+    from recommender.serving.model import LoadedModel
+
+__all__ = ["relevance", "popularity_scores", "zscore"]
+
+
+def relevance(
+    model: LoadedModel, states: Sequence[UserState], reqs: Sequence[Request]
+) -> tuple[np.ndarray, list[bool]]:
+    """Relevance rows and, per request, whether the trained tower scored it."""
+    vecs = np.stack([st.vector for st in states]) if states else np.zeros((0, 0), np.float32)
+    if model.index is None:
+        # (n, d) @ (d, b) runs as a matrix-vector product for one request, about 3x
+        # faster than (b, d) @ (d, n) on a transposed view
+        scores = np.ascontiguousarray((model.item_vectors @ vecs.T).T)
+    else:
+        scores = _approximate(model, states, reqs)
+    trained = [model.tower is not None and len(st.history) > 0 for st in states]
+    rows = [i for i, t in enumerate(trained) if t]
+    if rows:
+        learned = model.tower.scores(
+            [states[i].history.items for i in rows], item_table=model.item_table
+        )
+        w = model.serving.query_weight
+        for j, i in enumerate(rows):
+            row = zscore(learned[j])
+            q = states[i].query_vector
+            if q is not None:
+                row = (1 - w) * row + w * zscore(model.item_vectors @ q)
+            scores[i] = row
+    for i, st in enumerate(states):
+        if st.cold:
+            scores[i] = popularity_scores(model)
+    return scores, trained
+
+
+def _approximate(
+    model: LoadedModel, states: Sequence[UserState], reqs: Sequence[Request]
+) -> np.ndarray:
+    """Rows holding only the approximate index's candidates (``-inf`` elsewhere)."""
+    scores = np.full((len(states), model.n_items), -np.inf, dtype=np.float32)
+    for i, (st, req) in enumerate(zip(states, reqs, strict=True)):
+        if st.cold:
+            continue
+        n = max(req.k, model.serving.n_candidates)
+        idx, sc = model.index.search(st.vector, n, exclude=[st.seen], allowed_mask=st.allowed)
+        ok = idx[0] >= 0
+        scores[i, idx[0][ok]] = sc[0][ok]
+    return scores
+
+
+def popularity_scores(model: LoadedModel) -> np.ndarray:
+    """Popularity scaled to [0, 1]: the cold-start relevance."""
+    pop = model.popularity
+    top = pop.max() if len(pop) else 0
+    return (pop / top).astype(np.float32) if top > 0 else pop.astype(np.float32)
+
+
+def zscore(x: np.ndarray) -> np.ndarray:
+    """``(x - mean) / std`` (zeros for a constant row), so scorers share one scale."""
+    sd = float(x.std())
+    return ((x - x.mean()) / sd).astype(np.float32) if sd > 0 else np.zeros_like(x, np.float32)
