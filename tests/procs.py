@@ -30,7 +30,7 @@ def free_port() -> int:
 
 
 def serve(
-    model: str,
+    model: str | None,
     port: int,
     *,
     env: dict[str, str] | None = None,
@@ -39,17 +39,24 @@ def serve(
 ) -> subprocess.Popen:
     """`bentoml serve target` of ``model`` on 127.0.0.1:``port``, once ``/readyz`` is 200.
 
-    ``target`` is the service in this checkout, or a built Bento's tag.
+    ``target`` is the service in this checkout, or a built Bento's tag. ``model`` None
+    leaves ``RECBENTO_MODEL`` unset, as a deployment of a Bento does.
 
     The server's output goes to a temporary file (a pipe would fill up and block a busy
     server) and is raised with the error if it exits early.
     """
     log = tempfile.TemporaryFile()
+    full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
+    if model is None:
+        full_env.pop("RECBENTO_MODEL", None)
+    else:
+        full_env["RECBENTO_MODEL"] = model
+    full_env.update(env or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "bentoml", "serve", target]
         + ["--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
-        env={**os.environ, "BENTOML_DO_NOT_TRACK": "True", "RECBENTO_MODEL": model, **(env or {})},
+        env=full_env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -76,13 +76,20 @@ def test_bento_openapi_lists_every_api(bento):
 
 @pytest.mark.integration
 def test_bentoml_serve_of_the_bento_tag_answers(bento, toy_model, tmp_path):
-    """The Bento serves on its own: its code, its model, no checkout needed."""
+    """The Bento serves on its own: its code, its model, no checkout needed.
+
+    RECBENTO_MODEL is unset, as in every file under deploy/: a Bento built from a model
+    other than the demo must serve that model, never fall back to building the demo.
+    """
+    from recommender.build import DEMO_MODEL
+
+    assert toy_model.split(":")[0] != DEMO_MODEL
     port = free_port()
     proc = serve(
-        toy_model,
+        None,
         port,
         target=str(bento.tag),
-        env={"RECBENTO_MODEL": "", "RECBENTO_FEEDBACK_DB": str(tmp_path / "fb.db")},
+        env={"RECBENTO_FEEDBACK_DB": str(tmp_path / "fb.db")},
     )
     try:
         r = httpx.post(

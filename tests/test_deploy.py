@@ -1,9 +1,19 @@
-"""The deploy/ manifests agree with each other and with the service they deploy."""
+"""The deploy/ files render, fit the Kubernetes API, and agree with the Bento they run.
+
+Every Kubernetes overlay is rendered with ``kubectl kustomize`` (offline) and checked
+against the Kubernetes OpenAPI schemas with kubernetes-validate in strict mode, so a
+misspelt field fails here instead of on the cluster.
+"""
 
 from __future__ import annotations
 
-import ast
-import inspect
+import copy
+import functools
+import importlib
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,200 +23,320 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "kubernetes"
 CLOUD = ROOT / "deploy" / "bentocloud" / "deployment.yaml"
+#: Oldest Kubernetes release the manifests are written for (matchLabelKeys in
+#: topologySpreadConstraints is on by default from 1.27; 1.30 is a still-supported floor).
+K8S_VERSION = "1.30"
 IMAGE = "recbento:latest"
 PORT = 3000  # BentoML's HTTP port inside a containerized Bento
-DEPLOYMENTS = ("deployment.yaml", "deployment-gpu.yaml")
-ENV_VARS = {"RECBENTO_MODEL", "RECBENTO_API_TOKEN", "RECBENTO_FEEDBACK_DB"}
+OVERLAYS = ("cpu", "gpu", "sqlite", "sqlite-gpu")
+SHARED = ("cpu", "gpu")  # feedback in PostgreSQL: replicas on any node
+SINGLE_NODE = ("sqlite", "sqlite-gpu")  # feedback in a SQLite file on one volume
+GPU = ("gpu", "sqlite-gpu")
 
 
-def _docs(path: Path) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+def _kubectl() -> str:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail(
+            "kubectl is not on PATH: the deploy tests render deploy/kubernetes with "
+            "`kubectl kustomize` (offline, no cluster needed). Install kubectl >= 1.27."
+        )
+    return kubectl
 
 
-def _one(path: Path, kind: str) -> dict[str, Any]:
-    docs = [d for d in _docs(path) if d.get("kind") == kind]
-    assert len(docs) == 1, f"{path.name}: expected one {kind}, found {len(docs)}"
-    return docs[0]
+def _render_dir(path: Path) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        [_kubectl(), "kustomize", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, f"kubectl kustomize {path} failed:\n{out.stderr}"
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
-def _container(deployment: dict[str, Any]) -> dict[str, Any]:
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    return container
+@functools.cache
+def _rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    return tuple(_render_dir(K8S / "overlays" / overlay))
 
 
-def _port_number(container: dict[str, Any], port: int | str) -> int:
+def render(overlay: str) -> list[dict[str, Any]]:
+    return copy.deepcopy(list(_rendered(overlay)))
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, rendered {len(found)}"
+    return found[0]
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    (c,) = deployment["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+def env(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container(deployment).get("env", [])}
+
+
+def port_number(c: dict[str, Any], port: int | str) -> int:
     """Resolve a named port against the container's ports."""
     if isinstance(port, int):
         return port
-    by_name = {p["name"]: p["containerPort"] for p in container["ports"] if "name" in p}
+    by_name = {p["name"]: p["containerPort"] for p in c["ports"] if "name" in p}
     assert port in by_name, f"port {port!r} is not declared by the container"
     return by_name[port]
 
 
-def _service_names() -> dict[str, str]:
-    """``class name -> @bentoml.service(name=...)`` read from service.py without importing it."""
-    tree = ast.parse((ROOT / "service.py").read_text())
-    names = {}
-    for node in tree.body:
-        if not isinstance(node, ast.ClassDef):
-            continue
-        for dec in node.decorator_list:
-            if isinstance(dec, ast.Call) and ast.unparse(dec.func) == "bentoml.service":
-                kw = {k.arg: k.value for k in dec.keywords}
-                names[node.name] = ast.literal_eval(kw["name"]) if "name" in kw else node.name
-    return names
+@pytest.fixture(scope="module")
+def bento_api(toy_model) -> Any:
+    """The API service bentofile.yaml names (a bentoml Service), read by importing it."""
+    target = yaml.safe_load((ROOT / "bentofile.yaml").read_text())["service"]
+    module_name, attr = target.split(":")
+    before = os.environ.get("RECBENTO_MODEL")
+    os.environ["RECBENTO_MODEL"] = toy_model  # importing service.py resolves the model
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    try:
+        api = getattr(importlib.import_module(module_name), attr)
+    finally:
+        if before is None:
+            os.environ.pop("RECBENTO_MODEL", None)
+        else:
+            os.environ["RECBENTO_MODEL"] = before
+    return api
 
 
-def test_every_manifest_parses() -> None:
-    files = sorted((ROOT / "deploy").rglob("*.yaml"))
-    assert {f.name for f in files} >= {
-        *DEPLOYMENTS,
-        "service.yaml",
-        "hpa.yaml",
-        "kustomization.yaml",
-    }
-    for f in files:
-        assert _docs(f), f"{f} is empty"
+# -- Kubernetes ------------------------------------------------------------------------
 
 
-def test_bentoml_serves_health_endpoints() -> None:
-    from bentoml._internal.server import base_app
+def test_the_overlays_are_the_documented_ones() -> None:
+    assert tuple(sorted(p.name for p in (K8S / "overlays").iterdir())) == tuple(sorted(OVERLAYS))
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    for overlay in OVERLAYS:
+        assert f"kubectl apply -k deploy/kubernetes/overlays/{overlay}" in readme, overlay
 
-    source = inspect.getsource(base_app)
-    assert '"/livez"' in source and '"/readyz"' in source
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_fits_the_kubernetes_api(overlay: str) -> None:
+    import kubernetes_validate as kv
+
+    docs = render(overlay)
+    kinds = sorted(d["kind"] for d in docs)
+    expected = ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]
+    if overlay in SINGLE_NODE:
+        expected.append("PersistentVolumeClaim")
+    assert kinds == sorted(expected)
+    for doc in docs:
+        try:
+            kv.validate(doc, K8S_VERSION, strict=True)
+        except kv.ValidationError as e:
+            where = ".".join(str(p) for p in e.path)
+            pytest.fail(f"{overlay}: {doc['kind']} {where}: {e.message}")
 
 
-@pytest.mark.parametrize("name", DEPLOYMENTS)
-def test_deployment_probes_ports_image(name: str) -> None:
-    dep = _one(K8S / name, "Deployment")
-    c = _container(dep)
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probes_port_and_names_match_the_bento(overlay: str, bento_api) -> None:
+    docs = render(overlay)
+    dep = one(docs, "Deployment")
+    api = bento_api
+    assert dep["metadata"]["name"] == api.name == "recbento"
+    c = container(dep)
     assert c["image"] == IMAGE
     assert PORT in [p["containerPort"] for p in c["ports"]]
     probes = {kind: c[kind]["httpGet"] for kind in ("readinessProbe", "livenessProbe")}
     assert probes["readinessProbe"]["path"] == "/readyz"
     assert probes["livenessProbe"]["path"] == "/livez"
-    if "startupProbe" in c:
-        probes["startupProbe"] = c["startupProbe"]["httpGet"]
+    assert c["startupProbe"]["httpGet"]["path"] == "/readyz"
+    probes["startupProbe"] = c["startupProbe"]["httpGet"]
     for kind, probe in probes.items():
-        assert _port_number(c, probe["port"]) == PORT, kind
-    requests = c["resources"]["requests"]
-    assert {"cpu", "memory"} <= set(requests)
+        assert port_number(c, probe["port"]) == PORT, kind
+    assert {"cpu", "memory"} <= set(c["resources"]["requests"])
+    assert "memory" in c["resources"]["limits"]
+
     labels = dep["spec"]["template"]["metadata"]["labels"]
     assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    svc = one(docs, "Service")
+    assert svc["metadata"]["name"] == api.name
+    assert svc["spec"]["selector"].items() <= labels.items()
+    for port in svc["spec"]["ports"]:
+        assert port_number(c, port["targetPort"]) == PORT
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
 
-@pytest.mark.parametrize("name", DEPLOYMENTS)
-def test_deployment_env_and_feedback_volume(name: str) -> None:
-    dep = _one(K8S / name, "Deployment")
-    c = _container(dep)
-    env = {e["name"]: e for e in c["env"]}
-    assert ENV_VARS <= set(env)
-    assert env["RECBENTO_MODEL"]["value"] == "recbento-demo"
-    assert env["RECBENTO_API_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True
-    db = Path(env["RECBENTO_FEEDBACK_DB"]["value"])
-    mounts = {m["name"]: Path(m["mountPath"]) for m in c["volumeMounts"]}
-    (volume,) = [
-        v for v in dep["spec"]["template"]["spec"]["volumes"] if mounts[v["name"]] in db.parents
-    ]
-    pvc = _one(K8S / "pvc.yaml", "PersistentVolumeClaim")
-    assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+def test_bentoml_serves_the_probed_endpoints() -> None:
+    from bentoml._internal.server import base_app
+
+    source = Path(base_app.__file__).read_text()
+    assert '"/livez"' in source and '"/readyz"' in source
 
 
-def test_gpu_variant_requests_a_gpu() -> None:
-    dep = _one(K8S / "deployment-gpu.yaml", "Deployment")
-    res = _container(dep)["resources"]
-    assert int(res["limits"]["nvidia.com/gpu"]) == 1
-    assert int(res["requests"].get("nvidia.com/gpu", 1)) == 1
-    spec = dep["spec"]["template"]["spec"]
-    assert spec.get("nodeSelector") or spec.get("tolerations")
-    assert any(t["key"] == "nvidia.com/gpu" for t in spec.get("tolerations", []))
-    cpu = _one(K8S / "deployment.yaml", "Deployment")
-    assert "nvidia.com/gpu" not in str(_container(cpu)["resources"])
-    # Same name: the GPU variant replaces the CPU one under the same Service and HPA.
-    assert dep["metadata"]["name"] == cpu["metadata"]["name"]
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_pod_serves_the_model_its_bento_packed(overlay: str) -> None:
+    dep = one(render(overlay), "Deployment")
+    assert "RECBENTO_MODEL" not in env(dep)
+    assert "envFrom" not in container(dep)  # nothing could bring RECBENTO_MODEL in unseen
 
 
-def test_service_targets_the_container_port() -> None:
-    svc = _one(K8S / "service.yaml", "Service")
-    for name in DEPLOYMENTS:
-        dep = _one(K8S / name, "Deployment")
-        labels = dep["spec"]["template"]["metadata"]["labels"]
-        assert svc["spec"]["selector"].items() <= labels.items()
-        for port in svc["spec"]["ports"]:
-            assert _port_number(_container(dep), port["targetPort"]) == PORT
-
-
-def test_hpa_targets_the_deployment() -> None:
-    hpa = _one(K8S / "hpa.yaml", "HorizontalPodAutoscaler")
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_hpa_alone_sets_the_replica_count(overlay: str) -> None:
+    docs = render(overlay)
+    dep, hpa = one(docs, "Deployment"), one(docs, "HorizontalPodAutoscaler")
     ref = hpa["spec"]["scaleTargetRef"]
-    dep = _one(K8S / "deployment.yaml", "Deployment")
     assert (ref["apiVersion"], ref["kind"], ref["name"]) == (
         dep["apiVersion"],
         "Deployment",
         dep["metadata"]["name"],
     )
+    assert "replicas" not in dep["spec"], "a Deployment replicas field resets the HPA on apply"
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
-    assert "resources" in _container(dep) and "cpu" in _container(dep)["resources"]["requests"]
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert "cpu" in container(dep)["resources"]["requests"]  # utilization needs a request
 
 
-def test_kustomization_lists_existing_files_and_the_same_image() -> None:
-    kust = _docs(K8S / "kustomization.yaml")[0]
-    for res in kust["resources"]:
-        assert (K8S / res).exists(), res
-    assert {"deployment.yaml", "service.yaml", "hpa.yaml"} <= set(kust["resources"])
-    name, tag = IMAGE.split(":")
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_gpu_only_where_asked_and_rollouts_cannot_wait_for_a_busy_gpu(overlay: str) -> None:
+    docs = render(overlay)
+    dep = one(docs, "Deployment")
+    c, spec = container(dep), dep["spec"]["template"]["spec"]
+    rolling = dep["spec"]["strategy"]["rollingUpdate"]
+    if overlay not in GPU:
+        assert "nvidia.com/gpu" not in str(c["resources"])
+        assert env(dep)["RECBENTO_DEVICE"]["value"] == "cpu"
+        return
+    assert int(c["resources"]["limits"]["nvidia.com/gpu"]) == 1
+    assert int(c["resources"]["requests"]["nvidia.com/gpu"]) == 1
+    assert env(dep)["RECBENTO_DEVICE"]["value"] == "cuda"
+    assert spec["nodeSelector"]
+    assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
+    # A new pod must never wait for the GPU an old pod holds: no surge, and the old pod
+    # may stop first.
+    assert rolling["maxSurge"] == 0 and rolling["maxUnavailable"] >= 1
+    # ...and, as shipped, no replica waits for a GPU on a one-GPU node (one that did
+    # would also stall the next rollout): operators raise the bound to their GPU count.
+    hpa = one(docs, "HorizontalPodAutoscaler")["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 1)
+
+
+@pytest.mark.parametrize("overlay", SHARED)
+def test_shared_overlays_read_the_postgres_url_from_a_secret_and_spread(overlay: str) -> None:
+    docs = render(overlay)
+    dep = one(docs, "Deployment")
+    ref = env(dep)["RECBENTO_FEEDBACK_DB"]["valueFrom"]["secretKeyRef"]
+    assert ref["name"] and ref["key"] and not ref.get("optional")  # no Secret: no start
+    assert not [d for d in docs if d["kind"] in ("Secret", "PersistentVolumeClaim")]
+    spec = dep["spec"]["template"]["spec"]
+    assert "podAffinity" not in spec.get("affinity", {})
+    spread = {t["topologyKey"]: t for t in spec["topologySpreadConstraints"]}
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert spread["kubernetes.io/hostname"]["labelSelector"]["matchLabels"].items() <= (
+        labels.items()
+    )
+    if overlay not in GPU:
+        assert one(docs, "HorizontalPodAutoscaler")["spec"]["minReplicas"] >= 2
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    assert f"kubectl create secret generic {ref['name']} --from-literal={ref['key']}=" in readme
+
+
+@pytest.mark.parametrize("overlay", SINGLE_NODE)
+def test_sqlite_overlays_keep_every_replica_beside_the_volume(overlay: str) -> None:
+    docs = render(overlay)
+    dep, pvc = one(docs, "Deployment"), one(docs, "PersistentVolumeClaim")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    db = Path(env(dep)["RECBENTO_FEEDBACK_DB"]["value"])
+    mounts = {m["name"]: Path(m["mountPath"]) for m in container(dep)["volumeMounts"]}
+    spec = dep["spec"]["template"]["spec"]
+    (volume,) = [v for v in spec["volumes"] if mounts[v["name"]] in db.parents]
+    assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    (term,) = spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert term["labelSelector"]["matchLabels"].items() <= labels.items()
+    assert "topologySpreadConstraints" not in spec
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_overlays_images_field_sets_the_image(overlay: str, tmp_path: Path) -> None:
+    """What `kustomize edit set image` writes in the overlay reaches the Deployment."""
+    tree = tmp_path / "kubernetes"
+    shutil.copytree(K8S, tree)
+    kfile = tree / "overlays" / overlay / "kustomization.yaml"
+    kust = yaml.safe_load(kfile.read_text())
     (image,) = kust["images"]
-    assert (image["name"], image.get("newName", name), image["newTag"]) == (name, name, tag)
+    assert (image["name"], image["newName"], image["newTag"]) == ("recbento", "recbento", "latest")
+    image.update(newName="registry.example.com/team/recbento", newTag="v7")
+    kfile.write_text(yaml.safe_dump(kust))
+    dep = one(_render_dir(kfile.parent), "Deployment")
+    assert container(dep)["image"] == "registry.example.com/team/recbento:v7"
 
 
-def test_bentofile_and_service_names() -> None:
-    bentofile = yaml.safe_load((ROOT / "bentofile.yaml").read_text())
-    assert bentofile["service"] == "service:Recommender"
-    assert bentofile["name"] == IMAGE.split(":")[0]
-    names = _service_names()
-    assert {"Recommender", "Encoder"} <= set(names)
+def test_no_committed_secret_values() -> None:
+    for path in (ROOT / "deploy").rglob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            assert not (doc and doc.get("kind") == "Secret"), path
+        for line in path.read_text().splitlines():
+            if "postgresql://" in line:
+                assert "USER:PASSWORD@HOST" in line, f"{path}: {line.strip()}"
 
 
-def test_bentocloud_config_matches_the_bento() -> None:
+# -- BentoCloud ------------------------------------------------------------------------
+
+
+def test_bentocloud_config_fits_bentomls_schema() -> None:
+    import attr
+    from bentoml._internal.cloud.schemas.modelschemas import DeploymentServiceConfig
+    from bentoml._internal.cloud.schemas.schemasv2 import CreateDeploymentSchema
+    from bentoml._internal.cloud.schemas.utils import schema_from_object
+
     cfg = yaml.safe_load(CLOUD.read_text())
-    assert cfg["name"] and cfg["bento"] == IMAGE
-    assert set(cfg["services"]) == set(_service_names().values())
+    # BentoML ignores unknown keys: a misspelt one would silently do nothing.
+    assert set(cfg) <= {f.name for f in attr.fields(CreateDeploymentSchema)}
     for name, svc in cfg["services"].items():
-        assert svc["instance_type"], name
-        scaling = svc["scaling"]
-        assert 0 <= scaling["min_replicas"] <= scaling["max_replicas"], name
-        for env in svc.get("envs", []):
-            assert set(env) == {"name", "value"}
-    envs = {e["name"]: e["value"] for e in cfg["envs"]}
-    envs.update({e["name"]: e["value"] for s in cfg["services"].values() for e in s["envs"]})
-    assert {"RECBENTO_MODEL", "RECBENTO_FEEDBACK_DB"} <= set(envs)
+        assert set(svc) <= {f.name for f in attr.fields(DeploymentServiceConfig)}, name
+    parsed = schema_from_object(cfg, CreateDeploymentSchema)
+    assert parsed.bento == IMAGE
 
 
-def test_bentocloud_config_fits_bentoml_schema() -> None:
-    schemas = pytest.importorskip("bentoml._internal.cloud.schemas.schemasv2")
-    utils = pytest.importorskip("bentoml._internal.cloud.schemas.utils")
+def test_bentocloud_config_matches_the_bento(bento_api) -> None:
     cfg = yaml.safe_load(CLOUD.read_text())
-    parsed = utils.schema_from_object(cfg, schemas.CreateDeploymentSchema)
-    assert parsed.services["recbento"].scaling.max_replicas == 1
+    services = bento_api.all_services()
+    assert set(cfg["services"]) == set(services) == {"recbento", "recbento-encoder"}
+    for name, svc in cfg["services"].items():
+        scaling = svc["scaling"]
+        assert 1 <= scaling["min_replicas"] <= scaling["max_replicas"], name
+        wants_gpu = services[name].config.get("resources", {}).get("gpu")
+        assert svc["instance_type"].startswith("gpu.") == bool(wants_gpu), name
+    api = cfg["services"][bento_api.name]
+    assert api["scaling"]["max_replicas"] > 1 and api["scaling"]["min_replicas"] >= 2
+    envs = [e["name"] for e in cfg.get("envs", [])]
+    envs += [e["name"] for s in cfg["services"].values() for e in s.get("envs", [])]
+    assert "RECBENTO_MODEL" not in envs  # the Bento serves the model it packed
 
 
-def test_kustomize_renders_the_stack() -> None:
-    import shutil
-    import subprocess
+def test_bentocloud_has_one_bearer_token_check() -> None:
+    """BentoCloud's access authorization and RECBENTO_API_TOKEN both read the same
+    `Authorization: Bearer` header: at most one of them may be on."""
+    cfg = yaml.safe_load(CLOUD.read_text())
+    envs = [e["name"] for e in cfg.get("envs", [])]
+    envs += [e["name"] for s in cfg["services"].values() for e in s.get("envs", [])]
+    token_secret = "recbento-api"  # the secret deploy/README.md says holds the token
+    app_token = "RECBENTO_API_TOKEN" in envs or token_secret in cfg.get("secrets", [])
+    assert not (cfg.get("access_authorization") and app_token)
+    assert cfg.get("access_authorization") or app_token, "the endpoint would be open"
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    assert "access_authorization" in readme and "RECBENTO_API_TOKEN" in readme
 
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed")
-    out = subprocess.run(
-        [kubectl, "kustomize", str(K8S)], capture_output=True, text=True, check=True, timeout=60
-    ).stdout
-    docs = [d for d in yaml.safe_load_all(out) if d]
-    kinds = sorted(d["kind"] for d in docs)
-    assert kinds == [
-        "Deployment",
-        "HorizontalPodAutoscaler",
-        "PersistentVolumeClaim",
-        "Service",
-    ]
-    (dep,) = [d for d in docs if d["kind"] == "Deployment"]
-    assert _container(dep)["image"] == IMAGE
+
+def test_bentocloud_api_replicas_share_feedback() -> None:
+    """More than one API replica only works with the shared (PostgreSQL) store."""
+    cfg = yaml.safe_load(CLOUD.read_text())
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    for secret in cfg["secrets"]:
+        assert f"bentoml secret create {secret} RECBENTO_FEEDBACK_DB=" in readme
+    envs = {e["name"]: e["value"] for s in cfg["services"].values() for e in s.get("envs", [])}
+    assert "RECBENTO_FEEDBACK_DB" not in envs  # no replica-local SQLite path
+
+
+def test_bentofile_names_the_api_service(bento_api) -> None:
+    bentofile = yaml.safe_load((ROOT / "bentofile.yaml").read_text())
+    assert bentofile["name"] == IMAGE.split(":")[0]
+    assert bento_api.name == "recbento"
