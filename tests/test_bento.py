@@ -38,8 +38,12 @@ def test_bento_references_the_model_so_it_travels(bento, toy_model):
     info = yaml.safe_load((Path(bento.path) / "bento.yaml").read_text())
     services = {s["name"]: s for s in info["services"]}
     assert set(services) == {"recbento", "recbento-encoder"}
-    for svc in services.values():
-        assert [m["tag"] for m in svc["models"]] == [toy_model]
+    assert [m["tag"] for m in services["recbento"]["models"]] == [toy_model]
+    # the encoder service pulls its checkpoint only, never the whole bundle
+    cfg = bentoml.models.get(toy_model).path
+    enc_tag = yaml.safe_load((Path(cfg) / "config.json").read_text())["encoder"]["model_tag"]
+    assert enc_tag.startswith("svc-toy-encoder:")
+    assert [m["tag"] for m in services["recbento-encoder"]["models"]] == [enc_tag]
     assert services["recbento"]["dependencies"] == [{"service": "recbento-encoder"}]
     assert services["recbento-encoder"]["config"]["resources"]["gpu"] == 1
 
@@ -49,7 +53,7 @@ def test_bento_carries_code_and_a_container_recipe(bento):
     root = Path(bento.path)
     src = root / "src"
     assert (src / "service.py").is_file()
-    assert (src / "recommender" / "pipeline.py").is_file()
+    assert (src / "recommender" / "serving" / "path.py").is_file()
     assert (src / "knowledge_graph" / "graph.py").is_file()
     assert not (src / "tests").exists() and not (src / "data").exists()
     dockerfile = (root / "env" / "docker" / "Dockerfile").read_text()
