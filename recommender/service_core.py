@@ -36,19 +36,22 @@ def model_name() -> str:
 def packed_model(bento_root: Path | None = None) -> str | None:
     """``name:version`` of the model listed in the enclosing Bento's ``bento.yaml``, if any.
 
-    A Bento lays out ``bento.yaml`` beside ``src/``, which holds this package.
+    A Bento lays out ``bento.yaml`` beside ``src/``; BentoML imports a Bento's service
+    from inside ``src/``, and this package sits there too unless it was installed from
+    PyPI (a user's own Bento that depends on recbento).
     """
     import yaml
 
-    root = bento_root or Path(__file__).resolve().parents[2]
-    manifest = root / "bento.yaml"
-    if not manifest.is_file():
+    roots = [bento_root] if bento_root else [Path.cwd().parent, Path(__file__).resolve().parents[2]]
+    manifest = next((r / "bento.yaml" for r in roots if (r / "bento.yaml").is_file()), None)
+    if manifest is None or not (manifest.parent / "src").is_dir():
         return None
     info = yaml.safe_load(manifest.read_text()) or {}
     listed = list(info.get("models") or [])
     for svc in info.get("services") or []:  # BentoML 1.4 lists models per service
         listed += svc.get("models") or []
     tags = list(dict.fromkeys(m["tag"] for m in listed if isinstance(m, dict) and "tag" in m))
+    tags = [t for t in tags if not _is_encoder_checkpoint(t)]
     if not tags:
         return None
     if len(tags) > 1:
@@ -56,6 +59,17 @@ def packed_model(bento_root: Path | None = None) -> str | None:
             "the Bento packs %d models; serving %s (or set RECBENTO_MODEL)", len(tags), tags[0]
         )
     return str(tags[0])
+
+
+def _is_encoder_checkpoint(tag: str) -> bool:
+    """Whether ``tag`` is a model's encoder checkpoint (see :mod:`recommender.encoder_store`)."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        return bentoml.models.get(tag).info.labels.get("part") == "encoder"
+    except (NotFound, ValueError):
+        return tag.split(":")[0].endswith("-encoder")
 
 
 def stored_config(name: str) -> dict | None:

@@ -112,11 +112,15 @@ def test_packed_model_is_read_from_the_bento_manifest(tmp_path, monkeypatch):
 
     assert packed_model(tmp_path) is None  # not inside a Bento
     services = [
-        {"name": name, "models": [{"tag": "movies:abc123", "module": ""}]}
-        for name in ("recbento", "recbento-encoder")
+        {"name": "recbento", "models": [{"tag": "movies:abc123", "module": ""}]},
+        {"name": "recbento-encoder", "models": [{"tag": "movies-encoder:def456", "module": ""}]},
     ]
     (tmp_path / "bento.yaml").write_text(yaml.safe_dump({"models": [], "services": services}))
-    assert packed_model(tmp_path) == "movies:abc123"
+    (tmp_path / "src").mkdir()
+    assert packed_model(tmp_path) == "movies:abc123"  # the bundle, not its encoder
+    monkeypatch.chdir(tmp_path / "src")  # where BentoML imports a Bento's services from
+    assert packed_model() == "movies:abc123"
+    monkeypatch.chdir(ROOT)
     monkeypatch.delenv("RECBENTO_MODEL", raising=False)
     assert model_name() == "recbento-demo"  # this checkout is not a Bento
     monkeypatch.setenv("RECBENTO_MODEL", "shoes")

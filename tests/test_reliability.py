@@ -81,6 +81,20 @@ def _post(client, path: str, raw: str | bytes):
             "Invalid JSON",
         ),
         ("/recommend_group", '{"user_ids": [10, "\\ud800"]}', 400, "Invalid JSON"),
+        # a typo is not silently ignored: unknown fields are a 422 naming them, at any depth
+        ("/recommend", '{"user_id": 10, "filters": {"genres": ["Comedy"]}}', 422, '"filters"'),
+        ("/recommend_batch", '{"requests": [{"k": 1}, {"k": 2, "kk": 3}]}', 422, "requests[1].kk"),
+        (
+            "/feedback",
+            '{"events": [{"user_id": 1, "item_id": 1, "timestamp": 5, "x": 1}]}',
+            422,
+            "events[0].x",
+        ),
+        ("/groups", '{"verbose": true}', 422, "verbose"),
+        # a body that is not a JSON object of fields is a 400
+        ("/recommend", "user_id=10&k=3", 400, "not valid JSON"),
+        ("/recommend", "[10, 3]", 400, "JSON object"),
+        ("/similar_items", '"7"', 400, "JSON object"),
     ],
 )
 def test_bad_input_is_a_4xx_naming_the_field(asgi, path, raw, status, needle):  # noqa: F811
@@ -88,6 +102,30 @@ def test_bad_input_is_a_4xx_naming_the_field(asgi, path, raw, status, needle):  
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/json")
     assert needle in r.text
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("text/plain", 415),
+        ("multipart/form-data", 415),  # no boundary: BentoML's parser used to answer 500
+        ("multipart/form-data; boundary=x", 415),
+        ("application/x-www-form-urlencoded", 415),
+        ("application/vnd.bentoml+pickle", 415),  # internal between services, never from outside
+        ("application/json; charset=utf-8", 200),
+    ],
+)
+def test_media_types_other_than_json_are_refused(asgi, content_type, status):  # noqa: F811
+    r = asgi.post(
+        "/recommend", content=b'{"user_id": 10, "k": 2}', headers={"content-type": content_type}
+    )
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+
+
+def test_empty_batch_is_an_empty_answer(asgi):  # noqa: F811
+    r = asgi.post("/recommend_batch", json={"requests": []})
+    assert r.status_code == 200 and r.json() == []
 
 
 def test_lone_surrogates_are_rejected_by_the_library_too(direct):  # noqa: F811

@@ -294,3 +294,37 @@ def test_acknowledged_feedback_survives_kill_9(service_module, tmp_path):
 
 def _stop(proc: subprocess.Popen) -> None:
     stop(proc)
+
+
+@pytest.mark.integration
+def test_served_contract_holds_for_plain_python_clients_and_schemathesis(service_module):
+    """A real server: 413 readable by urllib, and schemathesis (every phase) finds no 5xx."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+    proc = _serve(port, RECBENTO_MAX_BODY_BYTES="65536", RECBENTO_WORKERS="1")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        big = json.dumps({"user_id": 10, "history": [1] * 40_000}).encode()  # ~120 kB
+        req = urllib.request.Request(
+            f"{url}/recommend", data=big, headers={"Content-Type": "application/json"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=30)
+        assert info.value.code == 413
+        assert json.loads(info.value.read())["field"] == "body"
+        out = subprocess.run(
+            [sys.executable, "-m", "schemathesis.cli", "run", f"{url}/docs.json"]
+            + ["--phases", "examples,coverage,fuzzing", "--checks", "not_a_server_error"]
+            + ["--max-examples", "25", "--workers", "2"]
+            + ["--generation-deterministic", "--suppress-health-check", "all"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+        assert "No issues found" in out.stdout or "passed" in out.stdout
+    finally:
+        _stop(proc)

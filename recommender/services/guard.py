@@ -36,6 +36,10 @@ __all__ = ["RequestGuard", "unknown_field"]
 
 log = logging.getLogger(__name__)
 
+#: What BentoML's own client sends between services of one deployment; BentoML itself
+#: refuses it on the entry service, so it never comes from outside.
+_INTERNAL = "application/vnd.bentoml+pickle"
+
 #: Beyond this many times the limit, an oversized body is no longer drained: the
 #: connection is closed after the 413 instead.
 _DRAIN_FACTOR = 64
@@ -65,9 +69,9 @@ class RequestGuard:
             return
         headers = dict(scope.get("headers") or [])
         try:
-            _check_media_type(headers.get(b"content-type", b"").decode("latin-1"))
+            media = _media_type(headers.get(b"content-type", b"").decode("latin-1"))
             body = await self._read(headers, receive)
-            if body.strip():
+            if media != _INTERNAL and body.strip():
                 _check_fields(model, body)
         except RecbentoError as exc:
             log.info("rejected %s: %s", scope.get("path"), exc.message)
@@ -153,14 +157,16 @@ def _nested_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
     return None, False
 
 
-def _check_media_type(content_type: str) -> None:
+def _media_type(content_type: str) -> str:
+    """The body's media type; :class:`UnsupportedMediaType` unless JSON (or internal)."""
     media = content_type.split(";")[0].strip().lower()
-    if media not in ("", "application/json"):
+    if media not in ("", "application/json", _INTERNAL):
         raise UnsupportedMediaType(
             f"Content-Type={content_type!r}: expected application/json",
             field="Content-Type",
             value=content_type,
         )
+    return media
 
 
 def _check_fields(model: type[BaseModel], body: bytes) -> None:
