@@ -93,7 +93,16 @@ def encoder_service(
     settings = settings or ServiceSettings.from_env()
 
     @bentoml.service(
-        name=name, resources={"gpu": 1, "cpu": "2"}, workers=1, traffic={"timeout": 120}
+        name=name,
+        resources={"gpu": 1, "cpu": "2"},
+        workers=1,
+        traffic={"timeout": 120},
+        # BentoML's client of a dependency replaces its connection pool every
+        # `max_requests` calls (default 100) or `max_age` seconds, closing requests
+        # still in flight on the old pool: under concurrent load a share of calls fail
+        # with "Server disconnected". Callers reach this service over a local socket,
+        # so the pool is kept for the life of the worker.
+        runner_connection={"max_requests": 2**62, "max_age": 10.0**12},
     )
     class Encoder:
         """Text -> unit vectors; batches calls from every caller."""
