@@ -63,10 +63,12 @@ def ray_session() -> Iterator[Any]:
     started = not ray.is_initialized()
     if started:
         ray.init()
-    ray.data.DataContext.get_current().enable_progress_bars = False  # ours is enough
+    ctx = ray.data.DataContext.get_current()
+    bars, ctx.enable_progress_bars = ctx.enable_progress_bars, False  # ours is enough
     try:
         yield ray
     finally:
+        ctx.enable_progress_bars = bars
         if started:
             ray.shutdown()
 
