@@ -23,9 +23,16 @@ from tqdm.auto import tqdm
 
 from recommender.data import read_table
 from recommender.errors import InputError, RecbentoError
+from recommender.ray_engine import ENGINES
 from recommender.schemas import normalize_ids
 
-__all__ = ["OUTPUT_COLUMNS", "run_batch", "http_scorer", "local_scorer"]
+__all__ = [
+    "OUTPUT_COLUMNS",
+    "run_batch",
+    "score_partition",
+    "http_scorer",
+    "local_scorer",
+]
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +180,22 @@ def _native(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
+def score_partition(scorer: Scorer, users: pd.DataFrame, k: int, retries: int = 0) -> pd.DataFrame:
+    """Recommendations for one partition of users: the scoring step of every engine.
+
+    ``users`` has ``user_id`` and optionally ``query``; the result has one row per
+    recommended item, columns :data:`OUTPUT_COLUMNS`, users in input order. The local and
+    HTTP paths call it per chunk, the Ray engine once per actor batch.
+    """
+    results = _with_retries(scorer, _requests(users, k), retries)
+    rows = [
+        row
+        for uid, res in zip(users["user_id"].tolist(), results, strict=True)
+        for row in _rows(_native(uid), res)
+    ]
+    return pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
+
+
 def run_batch(
     input: str | Path,
     output: str | Path,
@@ -186,10 +209,18 @@ def run_batch(
     token: str | None = None,
     scorer: Scorer | None = None,
     progress: bool = True,
+    engine: str = "local",
+    actors: int = 2,
+    gpus_per_actor: float = 0.0,
+    model_uri: str | None = None,
+    runtime_env: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Recommend ``k`` items for every user in ``input`` and write ``output``.
 
     Returns counts and timings. ``scorer`` overrides how requests are answered (tests).
+    ``engine="ray"`` scores on a Ray cluster (``RAY_ADDRESS``, else a local one) with
+    ``actors`` model replicas; ``model_uri`` is shared storage the model is exported to
+    for workers whose own model store lacks it (see :mod:`recommender.ray_engine`).
     """
     input, output = Path(input), Path(output)
     if output.suffix.lower() not in {".csv", ".parquet", ".pq"}:
@@ -198,6 +229,12 @@ def run_batch(
         )
     if batch_size < 1 or concurrency < 1 or retries < 0:
         raise InputError("batch_size and concurrency must be >= 1, retries >= 0")
+    if engine not in ENGINES:
+        raise InputError(f"engine={engine!r}: expected one of {list(ENGINES)}", field="engine")
+    if engine == "ray" and (url or scorer):
+        raise InputError(
+            "engine='ray' scores in Ray actors; it cannot be combined with --url", field="engine"
+        )
     t0 = time.perf_counter()
     users = _read_users(input)
     parts = _parts_dir(output)
@@ -205,14 +242,31 @@ def run_batch(
     done, next_part = _done_users(parts)
     todo = users[~users["user_id"].isin(done)]
     log.info("%d users, %d already done, %d to go", len(users), len(done), len(todo))
-    if scorer is None:
-        scorer = http_scorer(url, token=token) if url else local_scorer(model)
-    workers = concurrency if url else 1
-    chunks = _chunks(todo, batch_size)
-    with tqdm(
+    bar = tqdm(
         total=len(users), initial=len(done), desc="recommending", unit="user", disable=not progress
-    ) as bar:
-        _run_chunks(chunks, scorer, k, retries, parts, next_part, workers, bar)
+    )
+    with bar:
+        if engine == "ray":
+            from recommender.ray_engine import score_to_parts
+
+            score_to_parts(
+                _chunks(todo, batch_size),
+                parts,
+                next_part,
+                model=model,
+                k=k,
+                actors=actors,
+                gpus_per_actor=gpus_per_actor,
+                model_uri=model_uri,
+                runtime_env=runtime_env,
+                bar=bar,
+            )
+        else:
+            if scorer is None:
+                scorer = http_scorer(url, token=token) if url else local_scorer(model)
+            workers = concurrency if url else 1
+            chunks = _chunks(todo, batch_size)
+            _run_chunks(chunks, scorer, k, retries, parts, next_part, workers, bar)
     frames = [pd.read_parquet(p) for p in sorted(parts.glob("part-*.parquet"))]
     result = (
         pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=OUTPUT_COLUMNS)
@@ -243,13 +297,7 @@ def _run_chunks(
     bar: tqdm,
 ) -> None:
     def one(n: int, chunk: pd.DataFrame) -> int:
-        results = _with_retries(scorer, _requests(chunk, k), retries)
-        rows = [
-            row
-            for uid, res in zip(chunk["user_id"].tolist(), results, strict=True)
-            for row in _rows(_native(uid), res)
-        ]
-        _write_atomic(pd.DataFrame(rows, columns=OUTPUT_COLUMNS), parts / f"part-{n:06d}.parquet")
+        _write_atomic(score_partition(scorer, chunk, k, retries), parts / f"part-{n:06d}.parquet")
         return len(chunk)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -24,7 +24,9 @@ from recommender.config import ServingConfig
 from recommender.data import attribute_columns, demo_dir, item_texts, load_tables
 from recommender.encoder import TextEncoder
 from recommender.encoder_store import save_encoder
+from recommender.errors import InputError
 from recommender.history import Histories, history_vectors
+from recommender.ray_engine import ENGINES, import_ray
 from recommender.schemas import ItemSchema, Tables, UserSchema
 
 __all__ = [
@@ -223,8 +225,19 @@ def build_and_save(
     encoder: str | None = None,
     progress: bool = True,
     train: bool = False,
+    engine: str = "local",
+    actors: int = 2,
+    gpus_per_actor: float = 0.0,
 ) -> BuildReport:
-    """Validate, encode and save; the store is untouched if any step fails."""
+    """Validate, encode and save; the store is untouched if any step fails.
+
+    ``engine="ray"`` encodes the catalogue on Ray with ``actors`` encoder replicas
+    (:func:`recommender.ray_engine.encode_items`); the rest of the build runs here.
+    """
+    if engine not in ENGINES:
+        raise InputError(f"engine={engine!r}: expected one of {list(ENGINES)}", field="engine")
+    if engine == "ray":
+        import_ray()  # fail before validating and loading anything when the extra is missing
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     tables = load_tables(items, interactions, users)
@@ -232,7 +245,25 @@ def build_and_save(
     t0 = time.perf_counter()
     enc = TextEncoder.from_pretrained(encoder)
     timings["load encoder"] = time.perf_counter() - t0
-    bundle = build_bundle(tables, enc, progress=progress, timings=timings, train=train)
+    vectors = None
+    if engine == "ray":
+        from recommender.ray_engine import encode_items
+
+        t0 = time.perf_counter()
+        vectors = encode_items(
+            tables.items,
+            encoder,
+            actors=actors,
+            gpus_per_actor=gpus_per_actor,
+            batch_size=enc.batch_size,
+            progress=progress,
+        )
+        ray_seconds = time.perf_counter() - t0
+    bundle = build_bundle(
+        tables, enc, item_vectors=vectors, progress=progress, timings=timings, train=train
+    )
+    if engine == "ray":
+        timings["encode"] = ray_seconds  # build_bundle only copied the vectors
     t0 = time.perf_counter()
     bundle.config["encoder"]["model_tag"] = save_encoder(enc, name)
     tag = save_to_store(bundle, name)

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from recommender.errors import RecbentoError, ValidationError
@@ -38,6 +39,17 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model name or name:version.")]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        help="Where to run: 'local' (this process) or 'ray' (the cluster at RAY_ADDRESS, "
+        "else a local Ray; needs pip install 'recbento[ray]')."
+    ),
+]
+ActorsOpt = Annotated[int, typer.Option(help="Model replicas (Ray actors) with --engine ray.")]
+GpusOpt = Annotated[
+    float, typer.Option(help="GPUs per Ray actor (0: CPU actors) with --engine ray.")
+]
 
 
 def _fail(exc: RecbentoError) -> None:
@@ -50,7 +62,7 @@ def _fail(exc: RecbentoError) -> None:
             table.add_row(*["" if v is None else str(v) for v in row])
         err_console.print(table)
     else:
-        err_console.print(f"[bold red]error:[/] {exc.message}")
+        err_console.print(f"[bold red]error:[/] {escape(exc.message)}")
     raise typer.Exit(code=1)
 
 
@@ -83,13 +95,25 @@ def build(
     train: Annotated[
         bool, typer.Option("--train", help="Also train the sequential user tower.")
     ] = False,
+    engine: EngineOpt = "local",
+    actors: ActorsOpt = 2,
+    gpus_per_actor: GpusOpt = 0.0,
 ) -> None:
     """Validate the tables, encode the catalogue and save a new model version."""
     from recommender.build import build_and_save
 
     t0 = time.perf_counter()
     report = _run(
-        build_and_save, items, interactions, name=name, users=users, encoder=encoder, train=train
+        build_and_save,
+        items,
+        interactions,
+        name=name,
+        users=users,
+        encoder=encoder,
+        train=train,
+        engine=engine,
+        actors=actors,
+        gpus_per_actor=gpus_per_actor,
     )
     _print_report(report, t0)
 
@@ -178,6 +202,16 @@ def batch(
     token: Annotated[
         str | None, typer.Option(envvar="RECBENTO_API_TOKEN", help="Bearer token for --url.")
     ] = None,
+    engine: EngineOpt = "local",
+    actors: ActorsOpt = 2,
+    gpus_per_actor: GpusOpt = 0.0,
+    model_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="With --engine ray: shared folder or URL (s3://...) to export the model to; "
+            "workers import it from there. Omit when workers share this model store."
+        ),
+    ] = None,
 ) -> None:
     """Recommend for every user of a table; resumable (finished users are skipped)."""
     from recommender.batch import run_batch
@@ -193,6 +227,10 @@ def batch(
         concurrency=concurrency,
         retries=retries,
         token=token,
+        engine=engine,
+        actors=actors,
+        gpus_per_actor=gpus_per_actor,
+        model_uri=model_uri,
     )
     table = Table(title=f"wrote {output}")
     table.add_column("what")
@@ -253,7 +291,7 @@ def main() -> None:
     try:
         app()
     except RecbentoError as exc:  # pragma: no cover - commands catch their own
-        err_console.print(f"[bold red]error:[/] {exc.message}")
+        err_console.print(f"[bold red]error:[/] {escape(exc.message)}")
         sys.exit(1)
 
 
