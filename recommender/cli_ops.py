@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,10 +15,11 @@ log = logging.getLogger(__name__)
 def refresh(
     model: Annotated[str, typer.Option("--model", "-m", help="Model name or name:version.")],
     feedback_db: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--feedback-db",
-            help="Feedback store (default $RECBENTO_FEEDBACK_DB, else the model's own).",
+            help="Feedback store: a SQLite file or a postgresql:// URL (default "
+            "$RECBENTO_FEEDBACK_DB, else the model's own SQLite file).",
         ),
     ] = None,
     name: Annotated[

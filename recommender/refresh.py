@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from recommender.bundle import Bundle, load_from_store, save_to_store
 from recommender.errors import InputError
-from recommender.feedback import FeedbackStore, fold_events
+from recommender.feedback import EventStore, fold_events, open_store
 from recommender.history import Histories
 from recommender.pipeline import ServingConfig
 from recommender.schemas import ItemSchema, Tables
@@ -59,15 +59,17 @@ class RefreshReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def feedback_db_path(model: str) -> Path:
+def feedback_db_path(model: str) -> Path | str:
     """Where a model's feedback lives: ``$RECBENTO_FEEDBACK_DB``, else per model name.
 
-    The default is ``$BENTOML_HOME/recbento/feedback/<name>.db`` (``~/bentoml`` when
-    ``BENTOML_HOME`` is unset); every version of a model shares its name's store.
+    ``RECBENTO_FEEDBACK_DB`` is a SQLite file path or a ``postgresql://`` URL (returned
+    as a string), shared by every model served with it. The default is
+    ``$BENTOML_HOME/recbento/feedback/<name>.db`` (``~/bentoml`` when ``BENTOML_HOME``
+    is unset); every version of a model shares its name's store.
     """
     env = os.environ.get("RECBENTO_FEEDBACK_DB")
     if env:
-        return Path(env)
+        return env if "://" in env else Path(env)  # a URL; open_store checks its scheme
     home = Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
     return home / "recbento" / "feedback" / f"{model.split(':')[0]}.db"
 
@@ -85,7 +87,8 @@ def refresh(
     model : str
         Model name or ``name:version`` in the BentoML store.
     feedback_db : str or Path, optional
-        The feedback store; default :func:`feedback_db_path` of ``model``.
+        The feedback store, a SQLite path or a ``postgresql://`` URL; default
+        :func:`feedback_db_path` of ``model``.
     name : str, optional
         Save under another name (default the model's own).
 
@@ -98,10 +101,10 @@ def refresh(
     t0 = time.perf_counter()
     bundle, tag = load_from_store(model)
     timings["load"] = time.perf_counter() - t0
-    path = Path(feedback_db) if feedback_db is not None else feedback_db_path(tag)
+    target = feedback_db if feedback_db is not None else feedback_db_path(tag)
     since = bundle.config.get("feedback_seq")
     t0 = time.perf_counter()
-    with FeedbackStore(path) as store:
+    with open_store(target) as store:
         n_old = len(bundle.interactions)
         interactions, seq = fold_events(bundle.interactions, store, since=since)
     known = interactions["item_id"].isin(set(bundle.items[ItemSchema.item_id].tolist()))
@@ -164,26 +167,31 @@ def refresh(
     )
 
 
-def open_feedback(rec: Recommender, path: str | Path | None = None) -> FeedbackStore:
+def open_feedback(rec: Recommender, path: str | Path | None = None) -> EventStore:
     """Open the model's feedback store and replay its events into ``rec``.
+
+    ``path`` is a SQLite file or a ``postgresql://`` URL (default
+    :func:`feedback_db_path`).
 
     Only events after the bundle's ``feedback_seq`` (those not folded in by a refresh)
     are replayed, so a restarted server reflects every acknowledged event. Events for
     items no longer in the catalogue are skipped and logged.
     """
-    store = FeedbackStore(path if path is not None else feedback_db_path(rec.tag or "model"))
+    store = open_store(path if path is not None else feedback_db_path(rec.tag or "model"))
     rec.feedback_seq = int(rec.bundle.config.get("feedback_seq") or 0)
     n = sync_feedback(rec, store)
-    log.info("feedback %s: replayed %d events", store.path, n)
+    log.info("feedback %r: replayed %d events", store, n)
     return store
 
 
-def sync_feedback(rec: Recommender, store: FeedbackStore) -> int:
+def sync_feedback(rec: Recommender, store: EventStore) -> int:
     """Apply to ``rec`` every stored event it has not seen yet; return how many.
 
-    Each server worker holds its own :class:`Recommender`, and all of them share one
-    store: calling this before answering makes an event acknowledged by any worker
-    count in every worker's next answer. It costs one indexed query when nothing is new.
+    Each server worker (and each replica, with a PostgreSQL store) holds its own
+    :class:`Recommender`, and all of them share one store: calling this before
+    answering makes an event acknowledged by any of them count in every one's next
+    answer. It costs one indexed query when nothing is new. ``seq`` order is commit
+    order in every store, so ``rec.feedback_seq`` is a safe high-water mark.
     """
     if store.last_seq() <= rec.feedback_seq:  # the common case: one MAX on the key
         return 0
@@ -213,7 +221,7 @@ def _has_item(rec: Recommender, item_id: Any) -> bool:
 
 def record_feedback(
     rec: Recommender,
-    store: FeedbackStore,
+    store: EventStore,
     events: Sequence[dict[str, Any]],
     *,
     max_events: int = 1000,
