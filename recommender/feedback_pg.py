@@ -31,6 +31,12 @@ workers are processes): at most ``RECBENTO_FEEDBACK_POOL_SIZE`` (4) connections,
 autocommit mode, so a read is one round trip. A read that meets a broken connection
 (the server restarted) is retried once on a fresh one; a write is not retried (its
 commit may or may not have happened: the client, not acknowledged, sends it again).
+
+When the server is down, a write waits up to ``RECBENTO_FEEDBACK_TIMEOUT`` (30 s) for a
+connection and then fails with :class:`~recommender.errors.StorageError` (HTTP 503); a
+read waits at most 1 s, and the service then answers from what the replica already has
+(:func:`recommender.refresh.sync_feedback`), so recommendations stay up, a little
+stale, during an outage.
 """
 
 from __future__ import annotations
@@ -103,6 +109,7 @@ class PostgresFeedbackStore(EventStore):
         from psycopg_pool import ConnectionPool, PoolTimeout
 
         self.url = url
+        self._timeout = timeout
         self._errors: tuple[type[BaseException], ...] = (psycopg.OperationalError, PoolTimeout)
         size = pool_size or int(os.environ.get("RECBENTO_FEEDBACK_POOL_SIZE", "4"))
         if size < 1:
@@ -112,12 +119,13 @@ class PostgresFeedbackStore(EventStore):
                 value=size,
             )
         self._close_lock = threading.Lock()
+        self._read_wait = min(timeout, 1.0)  # a request's sync must not hang on an outage
         self._pool: Any = ConnectionPool(
             url,
             min_size=1,
             max_size=size,
             timeout=timeout,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "connect_timeout": max(2, round(min(timeout, 10)))},
             name="recbento-feedback",
             open=False,
         )
@@ -182,7 +190,7 @@ class PostgresFeedbackStore(EventStore):
     def _insert(self, rows: list[tuple]) -> list[int]:
         columns = [list(col) for col in zip(*rows, strict=True)]
         try:
-            with self._connection() as conn, conn.transaction():
+            with self._connection(self._timeout) as conn, conn.transaction():
                 # Serialise writers before drawing seqs: seq order == commit order.
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", [self._lock_key])
                 seqs = [r[0] for r in conn.execute(_INSERT, columns).fetchall()]
@@ -194,7 +202,7 @@ class PostgresFeedbackStore(EventStore):
     def _query(self, sql: str, args: list[Any]) -> list[tuple]:
         for attempt in (1, 2):
             try:
-                with self._connection() as conn:
+                with self._connection(self._read_wait) as conn:
                     return conn.execute(sql, args).fetchall()
             except self._errors as exc:
                 # The pool drops a broken connection when it comes back; one retry
@@ -204,11 +212,11 @@ class PostgresFeedbackStore(EventStore):
                 log.warning("feedback database read failed, retrying once: %s", exc)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _connection(self) -> Any:
+    def _connection(self, wait: float) -> Any:
         pool = self._pool
         if pool is None:
             raise InputError(f"{self!r} is closed", field="RECBENTO_FEEDBACK_DB", value=self)
-        return pool.connection()
+        return pool.connection(timeout=wait)
 
     def _unavailable(self, exc: BaseException) -> StorageError:
         return StorageError(

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recommender.bundle import Bundle, load_from_store, save_to_store
-from recommender.errors import InputError
+from recommender.errors import InputError, StorageError
 from recommender.feedback import EventStore, fold_events, open_store
 from recommender.history import Histories
 from recommender.pipeline import ServingConfig
@@ -179,12 +179,16 @@ def open_feedback(rec: Recommender, path: str | Path | None = None) -> EventStor
     """
     store = open_store(path if path is not None else feedback_db_path(rec.tag or "model"))
     rec.feedback_seq = int(rec.bundle.config.get("feedback_seq") or 0)
-    n = sync_feedback(rec, store)
+    try:
+        n = sync_feedback(rec, store, strict=True)
+    except BaseException:
+        store.close()
+        raise
     log.info("feedback %r: replayed %d events", store, n)
     return store
 
 
-def sync_feedback(rec: Recommender, store: EventStore) -> int:
+def sync_feedback(rec: Recommender, store: EventStore, *, strict: bool = False) -> int:
     """Apply to ``rec`` every stored event it has not seen yet; return how many.
 
     Each server worker (and each replica, with a PostgreSQL store) holds its own
@@ -192,23 +196,48 @@ def sync_feedback(rec: Recommender, store: EventStore) -> int:
     answering makes an event acknowledged by any of them count in every one's next
     answer. It costs one indexed query when nothing is new. ``seq`` order is commit
     order in every store, so ``rec.feedback_seq`` is a safe high-water mark.
+
+    When the store cannot be reached (a PostgreSQL outage) the answer goes out with
+    what ``rec`` already has, a warning is logged (at most every 10 s), and the events
+    are applied at the first call that reaches the store again; ``strict=True`` (at
+    startup) raises :class:`~recommender.errors.StorageError` instead.
     """
-    if store.last_seq() <= rec.feedback_seq:  # the common case: one MAX on the key
-        return 0
-    with rec.feedback_lock:
-        events = store.all_events(since=rec.feedback_seq)
-        if not len(events):
+    try:
+        if store.last_seq() <= rec.feedback_seq:  # the common case: one MAX on the key
             return 0
-        known = events["item_id"].map(lambda i: _has_item(rec, i)).to_numpy(dtype=bool)
-        if not known.all():
-            log.warning(
-                "skipped %d feedback events for items no longer in the catalogue: %s",
-                int((~known).sum()),
-                events.loc[~known, "item_id"].head(10).tolist(),
-            )
-        rec.add_events(events[known])
-        rec.feedback_seq = int(events.index.max())  # the index is the commit seq
-        return int(known.sum())
+        with rec.feedback_lock:
+            return _apply_new_events(rec, store)
+    except StorageError as exc:
+        if strict:
+            raise
+        _warn_stale(exc)
+        return 0
+
+
+def _apply_new_events(rec: Recommender, store: EventStore) -> int:
+    events = store.all_events(since=rec.feedback_seq)
+    if not len(events):
+        return 0
+    known = events["item_id"].map(lambda i: _has_item(rec, i)).to_numpy(dtype=bool)
+    if not known.all():
+        log.warning(
+            "skipped %d feedback events for items no longer in the catalogue: %s",
+            int((~known).sum()),
+            events.loc[~known, "item_id"].head(10).tolist(),
+        )
+    rec.add_events(events[known])
+    rec.feedback_seq = int(events.index.max())  # the index is the commit seq
+    return int(known.sum())
+
+
+_stale_warned = [0.0]  # monotonic time of the last "answering without sync" warning
+
+
+def _warn_stale(exc: StorageError) -> None:
+    now = time.monotonic()
+    if now - _stale_warned[0] >= 10:
+        _stale_warned[0] = now
+        log.warning("answering without the newest feedback: %s", exc.message)
 
 
 def _has_item(rec: Recommender, item_id: Any) -> bool:
@@ -234,7 +263,14 @@ def record_feedback(
     Returns
     -------
     dict
-        ``{"stored": events stored by this call, "total": events in the store}``.
+        ``{"stored": events stored by this call, "total": events in the store}``
+        (``total`` is None when the store could not be reached after the commit).
+
+    Raises
+    ------
+    StorageError
+        The store cannot be reached (HTTP 503): nothing was acknowledged; send again
+        (the store may hold the events already when the failure cut off a commit).
     """
     if not 1 <= len(events) <= max_events:
         raise InputError(
@@ -243,5 +279,11 @@ def record_feedback(
             value=len(events),
         )
     stored = store.append_events(list(events), items=rec.bundle.items, user_key=rec.user_key)
+    # Committed: from here on the call must succeed, or a client retry stores twice.
     sync_feedback(rec, store)  # this call's events, and any another worker stored before
-    return {"stored": len(stored), "total": store.count()}
+    try:
+        total: int | None = store.count()
+    except StorageError as exc:
+        log.warning("feedback stored, but the store's total is unknown: %s", exc.message)
+        total = None
+    return {"stored": len(stored), "total": total}

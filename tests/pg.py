@@ -27,7 +27,7 @@ import psutil
 
 from tests.procs import free_port
 
-__all__ = ["PostgresMissing", "find_bin", "postgres_server", "with_schema"]
+__all__ = ["PostgresMissing", "PostgresServer", "find_bin", "postgres_server", "with_schema"]
 
 DATABASE = "recbento"
 
@@ -83,51 +83,75 @@ def _run(prefix: list[str], cmd: list[str]) -> None:
         raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout}{out.stderr}")
 
 
-@contextmanager
-def postgres_server(*, start_timeout: float = 60) -> Iterator[str]:
-    """Run a private PostgreSQL server; yield the URL of its empty ``recbento`` database."""
-    import psycopg
+class PostgresServer:
+    """A private PostgreSQL cluster in a temporary directory; :meth:`stop` / :meth:`start`."""
 
-    initdb, pg_ctl = find_bin("initdb"), find_bin("pg_ctl")
-    prefix, uid, gid = _as_postgres()
-    root = Path(tempfile.mkdtemp(prefix="recbento-pg-"))
-    pid: int | None = None
-    try:
+    def __init__(self, *, start_timeout: float = 60) -> None:
+        self.start_timeout = start_timeout
+        self._initdb, self._pg_ctl = find_bin("initdb"), find_bin("pg_ctl")
+        self._prefix, uid, gid = _as_postgres()
+        self.root = Path(tempfile.mkdtemp(prefix="recbento-pg-"))
+        self.pid: int | None = None
+        self.port = free_port()
+        self.data, self.sock = self.root / "data", self.root / "sock"
+        self.sock.mkdir()
         if uid is not None:
-            os.chown(root, uid, gid)
-        data, sock, logfile = root / "data", root / "sock", root / "server.log"
-        sock.mkdir()
-        if uid is not None:
-            os.chown(sock, uid, gid)
-        # --no-sync: only initdb's own files skip fsync; the server runs with fsync on.
-        _run(prefix, [initdb, "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                      "--no-sync", "--no-instructions"])  # fmt: skip
-        port = free_port()
-        opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=100"
-        _run(prefix, [pg_ctl, "-D", str(data), "-l", str(logfile), "-o", opts, "-w",
-                      "-t", str(int(start_timeout)), "start"])  # fmt: skip
-        pid = int((data / "postmaster.pid").read_text().split()[0])
-        admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+            os.chown(self.root, uid, gid)
+            os.chown(self.sock, uid, gid)
+        try:  # --no-sync: only initdb's own files skip fsync; the server runs with fsync on
+            args = ["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"]
+            _run(self._prefix, [self._initdb, "-D", str(self.data), *args])
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
+
+    def start(self) -> None:
+        """Start the server (creating the ``recbento`` database on the first start)."""
+        import psycopg
+
+        opts = f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1"
+        wait = str(int(self.start_timeout))
+        log = str(self.root / "log")
+        _run(self._prefix, [self._pg_ctl, "-D", str(self.data), "-l", log, "-o", opts, "-w",
+                            "-t", wait, "start"])  # fmt: skip
+        self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        admin = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {DATABASE}")
-        yield f"postgresql://postgres@127.0.0.1:{port}/{DATABASE}"
-    finally:
-        if pid is not None:
-            _stop(pid)
-        shutil.rmtree(root, ignore_errors=True)
+            exists = "SELECT 1 FROM pg_database WHERE datname = %s"
+            if not conn.execute(exists, [DATABASE]).fetchone():
+                conn.execute(f"CREATE DATABASE {DATABASE}")
+
+    def stop(self, timeout: float = 30) -> None:
+        """Fast shutdown (SIGINT) of the postmaster by PID; SIGKILL if it lingers."""
+        pid, self.pid = self.pid, None
+        if pid is None:
+            return
+        try:
+            proc = psutil.Process(pid)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=timeout)
+        except psutil.NoSuchProcess:
+            return
+        except psutil.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def remove(self) -> None:
+        """Stop the server and delete its files."""
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _stop(pid: int, timeout: float = 30) -> None:
-    """Fast shutdown (SIGINT) of the postmaster by PID; SIGKILL if it lingers."""
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Run a private PostgreSQL server; yield the URL of its empty ``recbento`` database."""
+    server = PostgresServer()
     try:
-        proc = psutil.Process(pid)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=timeout)
-    except psutil.NoSuchProcess:
-        return
-    except psutil.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+        server.start()
+        yield server.url
+    finally:
+        server.remove()
 
 
 def with_schema(url: str, schema: str | None = None) -> str:

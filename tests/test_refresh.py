@@ -151,3 +151,35 @@ def test_the_feedback_setting_takes_a_url_or_a_path(monkeypatch, tmp_path):
     assert feedback_db_path("movies:v1") == Path(os.environ["BENTOML_HOME"]) / (
         "recbento/feedback/movies.db"
     )
+
+
+def test_a_database_outage_keeps_answers_up_and_refuses_feedback(toy_store_model):
+    """PostgreSQL down: answers go out (stale), feedback is a 503; back up: both recover."""
+    from recommender.errors import StorageError
+    from recommender.refresh import open_feedback, record_feedback, sync_feedback
+    from tests.pg import PostgresServer, with_schema
+
+    server = PostgresServer()  # a server of its own, to stop and start again
+    try:
+        server.start()
+        db = with_schema(server.url)
+        a, b = _recommender(toy_store_model), _recommender(toy_store_model)
+        store_a, store_b = open_feedback(a, db), open_feedback(b, db)
+        record_feedback(a, store_a, [{"user_id": 10, "item_id": 3, "timestamp": 900}])
+
+        server.stop()
+        assert sync_feedback(b, store_b) == 0  # no exception: b answers with what it has
+        assert 3 in [i.item_id for i in b.recommend(user_id=10, k=6).items]
+        with pytest.raises(StorageError) as err:
+            record_feedback(a, store_a, [{"user_id": 20, "item_id": 6, "timestamp": 901}])
+        assert err.value.status_code == 503 and err.value.field == "RECBENTO_FEEDBACK_DB"
+
+        server.start()  # the pools' old connections are broken: reads retry on new ones
+        assert sync_feedback(b, store_b) == 1
+        assert 3 not in [i.item_id for i in b.recommend(user_id=10, k=6).items]
+        out = record_feedback(a, store_a, [{"user_id": 20, "item_id": 6, "timestamp": 901}])
+        assert out == {"stored": 1, "total": 2}
+        store_a.close()
+        store_b.close()
+    finally:
+        server.remove()
