@@ -43,11 +43,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from recommender.errors import InputError
-from recommender.feedback_rows import EVENT_COLUMNS, encode_id, event_rows, events_frame
+from recommender.feedback_rows import (
+    EVENT_COLUMNS,
+    encode_id,
+    event_rows,
+    events_frame,
+    fold_events,
+    to_history,
+)
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -177,6 +183,29 @@ class EventStore(ABC):
         """Sequence number of the newest stored event (0 when empty): one index lookup."""
         return int(self._query(f"SELECT COALESCE(MAX(seq), 0) FROM {self._table}", [])[0][0])
 
+    def copy_from(self, source: EventStore, *, batch: int = 10_000) -> int:
+        """Copy every event of ``source`` into this empty store, each keeping its ``seq``.
+
+        For moving to another backend: a refreshed model records the last ``seq`` it
+        folded in, so the new store must number the old events as the old one did.
+        Returns how many events were copied.
+        """
+        if self.last_seq():
+            raise InputError(
+                f"{self!r} already holds events: copy into an empty store",
+                field="RECBENTO_FEEDBACK_DB",
+                value=repr(self),
+            )
+        n, since, last = 0, 0, source.last_seq()
+        while since < last:
+            chunk = source.all_events(since=since, until=since + batch)
+            if len(chunk):
+                self._insert(event_rows(chunk), seqs=chunk.index.tolist())
+                n += len(chunk)
+            since += batch
+        log.info("copied %d feedback events from %r to %r", n, source, self)
+        return n
+
     # ------------------------------------------------------------- lifecycle
     @abstractmethod
     def close(self) -> None:
@@ -190,10 +219,12 @@ class EventStore(ABC):
 
     # ------------------------------------------------------------- backends
     @abstractmethod
-    def _insert(self, rows: list[tuple]) -> list[int]:
+    def _insert(self, rows: list[tuple], seqs: list[int] | None = None) -> list[int]:
         """Insert ``rows`` in one committed transaction; their ``seq``, in order.
 
         Must keep ``seq`` order equal to commit order across concurrent writers.
+        ``seqs`` (a copy from another store) are used as given, and later events
+        numbered after them.
         """
 
     @abstractmethod
@@ -274,14 +305,18 @@ class FeedbackStore(EventStore):
     def __repr__(self) -> str:
         return f"FeedbackStore({self.path!r})"
 
-    def _insert(self, rows: list[tuple]) -> list[int]:
+    def _insert(self, rows: list[tuple], seqs: list[int] | None = None) -> list[int]:
         with self._lock:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if seqs is not None:  # AUTOINCREMENT numbers later events after them
+                    rows = [(seq, *row) for seq, row in zip(seqs, rows, strict=True)]
                 conn.executemany(
-                    "INSERT INTO events (user_id, item_id, timestamp, rating, weight) "
-                    "VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO events ("
+                    + ("seq, " if seqs is not None else "")
+                    + "user_id, item_id, timestamp, rating, weight) VALUES (?, ?, ?, ?, ?"
+                    + (", ?)" if seqs is not None else ")"),
                     rows,
                 )
                 # One writer holds the lock, so this transaction's seqs are consecutive.
@@ -333,65 +368,3 @@ def open_store(target: str | Path, *, timeout: float | None = None) -> EventStor
             value=f"{scheme}://",
         )
     return FeedbackStore(target, timeout=timeout)
-
-
-def fold_events(
-    interactions: pd.DataFrame, store: EventStore, since: int | None = None
-) -> tuple[pd.DataFrame, int]:
-    """The interaction log with the store's events after ``since`` appended (for refresh).
-
-    Parameters
-    ----------
-    interactions : pandas.DataFrame
-        The current model's normalised interactions.
-    store : EventStore
-        The feedback store.
-    since : int, optional
-        The ``feedback_seq`` recorded by the previous refresh (None: every event).
-
-    Returns
-    -------
-    interactions : pandas.DataFrame
-        Old and new rows, sorted by user, time and item like a validated log.
-    seq : int
-        High-water mark to record in the new model (``config["feedback_seq"]``);
-        events committed while folding are left for the next refresh.
-    """
-    until = store.last_seq()
-    new = store.all_events(since=since, until=until).reset_index(drop=True)
-    if "rating" not in interactions.columns and new["rating"].isna().all():
-        new = new.drop(columns="rating")
-    out = pd.concat([interactions, new], ignore_index=True)
-    for col in ("user_id", "item_id"):
-        kinds = {type(v) for v in out[col].map(_native)}
-        if kinds == {int}:
-            out[col] = out[col].astype("int64")
-    out = out.sort_values(["user_id", "timestamp", "item_id"], kind="stable", key=_sort_key)
-    log.info("folded %d feedback events (seq %s..%d)", len(new), since or 0, until)
-    return out.reset_index(drop=True), until
-
-
-def _native(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
-
-
-def _sort_key(s: pd.Series) -> pd.Series:
-    # Mixed int / str columns cannot be compared; order them by text then.
-    return s.map(str) if s.dtype == object else s
-
-
-def to_history(events: pd.DataFrame, item_index: Mapping[Any, int]) -> Any:
-    """Events as a :class:`recommender.history.History` over catalogue rows.
-
-    Items not in ``item_index`` (say, removed from the catalogue since) are skipped.
-    """
-    from recommender.history import History
-
-    rows = events["item_id"].map(item_index)
-    keep = rows.notna().to_numpy()
-    order = np.argsort(events["timestamp"].to_numpy()[keep], kind="stable")
-    return History(
-        rows[keep].astype(np.int64).to_numpy()[order],
-        events["timestamp"].to_numpy(dtype=np.int64)[keep][order],
-        events["weight"].to_numpy(dtype=np.float64)[keep][order],
-    )

@@ -79,6 +79,14 @@ _INSERT = (
     "%s::text[], %s::text[], %s::bigint[], %s::double precision[], %s::double precision[]"
     ") WITH ORDINALITY AS e(u, i, t, r, w, n) ORDER BY n RETURNING seq"
 )
+_COPY = (
+    f"INSERT INTO {_TABLE} (seq, user_id, item_id, timestamp, rating, weight) "
+    "OVERRIDING SYSTEM VALUE SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], "
+    "%s::bigint[], %s::double precision[], %s::double precision[])"
+)
+_RESYNC = (
+    f"SELECT setval(pg_get_serial_sequence('{_TABLE}', 'seq'), (SELECT MAX(seq) FROM {_TABLE}))"
+)
 
 
 def redact(url: str) -> str:
@@ -187,12 +195,16 @@ class PostgresFeedbackStore(EventStore):
         return _LOCK_SPACE | int(oid)
 
     # --------------------------------------------------------------- backend
-    def _insert(self, rows: list[tuple]) -> list[int]:
+    def _insert(self, rows: list[tuple], seqs: list[int] | None = None) -> list[int]:
         columns = [list(col) for col in zip(*rows, strict=True)]
         try:
             with self._connection(self._timeout) as conn, conn.transaction():
                 # Serialise writers before drawing seqs: seq order == commit order.
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", [self._lock_key])
+                if seqs is not None:  # a copy: keep the seqs, number later events after
+                    conn.execute(_COPY, [seqs, *columns])
+                    conn.execute(_RESYNC)
+                    return list(seqs)
                 seqs = [r[0] for r in conn.execute(_INSERT, columns).fetchall()]
         except self._errors as exc:
             raise self._unavailable(exc) from exc

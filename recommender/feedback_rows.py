@@ -2,7 +2,8 @@
 
 :func:`event_rows` validates a request's events and turns them into storage rows
 ``(user_id, item_id, timestamp, rating, weight)``; :func:`events_frame` turns stored
-rows (with their ``seq``) back into the frame every store returns. Ids are stored
+rows (with their ``seq``) back into the frame every store returns; :func:`fold_events`
+and :func:`to_history` hand stored events to a model. Ids are stored
 JSON-encoded so that they keep their type: ``7`` comes back as the int ``7`` and
 ``"7"`` as the string ``"7"``.
 """
@@ -10,6 +11,7 @@ JSON-encoded so that they keep their type: ``7`` comes back as the int ``7`` and
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -19,7 +21,16 @@ import pandas as pd
 
 from recommender.errors import InputError
 
-__all__ = ["EVENT_COLUMNS", "encode_id", "event_rows", "events_frame"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "encode_id",
+    "event_rows",
+    "events_frame",
+    "fold_events",
+    "to_history",
+]
+
+log = logging.getLogger(__name__)
 
 #: Columns of every frame a feedback store returns (its index is the event's ``seq``).
 EVENT_COLUMNS = ("user_id", "item_id", "timestamp", "rating", "weight")
@@ -83,6 +94,68 @@ def events_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
     out = df[list(EVENT_COLUMNS)]
     out.index = pd.Index(df["seq"].to_numpy(), name="seq")
     return out
+
+
+def fold_events(
+    interactions: pd.DataFrame, store: Any, since: int | None = None
+) -> tuple[pd.DataFrame, int]:
+    """The interaction log with the store's events after ``since`` appended (for refresh).
+
+    Parameters
+    ----------
+    interactions : pandas.DataFrame
+        The current model's normalised interactions.
+    store : recommender.feedback.EventStore
+        The feedback store.
+    since : int, optional
+        The ``feedback_seq`` recorded by the previous refresh (None: every event).
+
+    Returns
+    -------
+    interactions : pandas.DataFrame
+        Old and new rows, sorted by user, time and item like a validated log.
+    seq : int
+        High-water mark to record in the new model (``config["feedback_seq"]``);
+        events committed while folding are left for the next refresh.
+    """
+    until = store.last_seq()
+    new = store.all_events(since=since, until=until).reset_index(drop=True)
+    if "rating" not in interactions.columns and new["rating"].isna().all():
+        new = new.drop(columns="rating")
+    out = pd.concat([interactions, new], ignore_index=True)
+    for col in ("user_id", "item_id"):
+        kinds = {type(v) for v in out[col].map(_native)}
+        if kinds == {int}:
+            out[col] = out[col].astype("int64")
+    out = out.sort_values(["user_id", "timestamp", "item_id"], kind="stable", key=_sort_key)
+    log.info("folded %d feedback events (seq %s..%d)", len(new), since or 0, until)
+    return out.reset_index(drop=True), until
+
+
+def _native(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _sort_key(s: pd.Series) -> pd.Series:
+    # Mixed int / str columns cannot be compared; order them by text then.
+    return s.map(str) if s.dtype == object else s
+
+
+def to_history(events: pd.DataFrame, item_index: Mapping[Any, int]) -> Any:
+    """Events as a :class:`recommender.history.History` over catalogue rows.
+
+    Items not in ``item_index`` (say, removed from the catalogue since) are skipped.
+    """
+    from recommender.history import History
+
+    rows = events["item_id"].map(item_index)
+    keep = rows.notna().to_numpy()
+    order = np.argsort(events["timestamp"].to_numpy()[keep], kind="stable")
+    return History(
+        rows[keep].astype(np.int64).to_numpy()[order],
+        events["timestamp"].to_numpy(dtype=np.int64)[keep][order],
+        events["weight"].to_numpy(dtype=np.float64)[keep][order],
+    )
 
 
 # ------------------------------------------------------------------ row checks

@@ -32,6 +32,7 @@ from recommender.schemas import ItemSchema, Tables
 
 __all__ = [
     "RefreshReport",
+    "copy_feedback",
     "feedback_db_path",
     "open_feedback",
     "record_feedback",
@@ -180,12 +181,37 @@ def open_feedback(rec: Recommender, path: str | Path | None = None) -> EventStor
     store = open_store(path if path is not None else feedback_db_path(rec.tag or "model"))
     rec.feedback_seq = int(rec.bundle.config.get("feedback_seq") or 0)
     try:
+        _check_not_behind(store, rec.feedback_seq)
         n = sync_feedback(rec, store, strict=True)
     except BaseException:
         store.close()
         raise
     log.info("feedback %r: replayed %d events", store, n)
     return store
+
+
+def _check_not_behind(store: EventStore, folded: int) -> None:
+    """Refuse a store older than the model: its next events would be taken as folded in."""
+    last = store.last_seq()
+    if last < folded:
+        raise InputError(
+            f"feedback store {store!r} ends at seq {last}, but the model already folded in "
+            f"events up to seq {folded}: it was refreshed from another store, and new "
+            "events here would be ignored. Serve it with that store, or copy that store "
+            "here first: recbento copy-feedback --source OLD --target NEW",
+            field="RECBENTO_FEEDBACK_DB",
+            value=repr(store),
+        )
+
+
+def copy_feedback(source: str | Path, target: str | Path) -> int:
+    """Copy every event of one feedback store into another, empty one (seqs kept).
+
+    The way to move from SQLite to PostgreSQL (or between databases): models refreshed
+    from ``source`` keep working with ``target``. Returns the number of events copied.
+    """
+    with open_store(source) as src, open_store(target) as dst:
+        return dst.copy_from(src)
 
 
 def sync_feedback(rec: Recommender, store: EventStore, *, strict: bool = False) -> int:

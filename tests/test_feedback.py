@@ -272,6 +272,18 @@ def test_high_water_marks_see_every_event_once_under_concurrent_writers(target: 
     assert sorted(seen) == sorted(acked)  # every acknowledged event, exactly once
 
 
+def test_copy_keeps_every_seq_and_numbers_new_events_after(target: str, tmp_path: Path) -> None:
+    with FeedbackStore(tmp_path / "old.db") as old:
+        old.append(EVENTS)
+        old.append([{"user_id": "7", "item_id": "a", "timestamp": 5}])
+        with open_store(target) as new:
+            assert new.copy_from(old, batch=2) == 4
+            pd.testing.assert_frame_equal(new.all_events(), old.all_events())
+            assert new.append_events(EVENTS[:1]).index.tolist() == [5]
+            with pytest.raises(InputError, match="empty store"):
+                new.copy_from(old)
+
+
 def test_closed_store_raises(target: str) -> None:
     store = open_store(target)
     store.close()

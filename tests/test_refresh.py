@@ -183,3 +183,30 @@ def test_a_database_outage_keeps_answers_up_and_refuses_feedback(toy_store_model
         store_b.close()
     finally:
         server.remove()
+
+
+def test_moving_a_refreshed_model_to_postgresql_needs_its_old_events(
+    toy_store_model, tmp_path, pg_url
+):
+    from recommender.cli import app
+    from recommender.errors import InputError
+    from recommender.feedback import open_store
+    from recommender.refresh import open_feedback, record_feedback, refresh
+
+    old = str(tmp_path / "fb.db")
+    with open_store(old) as store:
+        store.append([{"user_id": 10, "item_id": 3, "timestamp": 900}] * 2)
+    report = refresh("refresh-toy", feedback_db=old)  # folded in: seq 1 and 2
+    rec = _recommender(report.tag)
+    with pytest.raises(InputError, match="copy-feedback") as err:
+        open_feedback(rec, pg_url)  # empty: its first two events would be skipped
+    assert err.value.field == "RECBENTO_FEEDBACK_DB"
+
+    result = CliRunner().invoke(app, ["copy-feedback", "--source", old, "--target", pg_url])
+    assert result.exit_code == 0, result.output
+    assert "copied 2 feedback events" in result.output
+    store = open_feedback(rec, pg_url)
+    record_feedback(rec, store, [{"user_id": 20, "item_id": 6, "timestamp": 901}])
+    assert store.all_events().index.tolist() == [1, 2, 3]
+    assert 6 not in [i.item_id for i in rec.recommend(user_id=20, k=6).items]  # seq 3 applied
+    store.close()
