@@ -219,28 +219,33 @@ def _number(v: Any, field: str, n: int) -> float | None:
     return f
 
 
+#: Unix seconds must fit a signed 64-bit column in every backend.
+_TS_RANGE = (-(2**63), 2**63 - 1)
+
+
 def _timestamp(v: Any, n: int) -> int:
+    seconds: float | None = None
     if isinstance(v, pd.Timestamp):
-        return int(v.timestamp())
-    if isinstance(v, str):
+        seconds = v.timestamp()
+    elif isinstance(v, str):
         try:
-            return int(float(v))
+            seconds = float(v)
         except ValueError:
-            pass
-        try:
-            ts = pd.Timestamp(v)
-        except (ValueError, TypeError):
-            ts = None
-        if ts is not None and ts is not pd.NaT:
-            if ts.tzinfo is None:
-                ts = ts.tz_localize("UTC")
-            return int(ts.timestamp())
+            try:
+                ts = pd.Timestamp(v)
+            except (ValueError, TypeError):
+                ts = None
+            if ts is not None and ts is not pd.NaT:
+                seconds = (ts if ts.tzinfo else ts.tz_localize("UTC")).timestamp()
     else:
-        f = _number(v, "timestamp", n)
-        if f is not None:
-            return int(f)
+        seconds = _number(v, "timestamp", n)
+    if seconds is not None and math.isfinite(seconds):
+        out = int(seconds)
+        if _TS_RANGE[0] <= out <= _TS_RANGE[1]:
+            return out
     raise InputError(
-        f"events[{n}].timestamp={v!r}: expected unix seconds or an ISO-8601 time",
+        f"events[{n}].timestamp={v!r}: expected unix seconds (a 64-bit integer) or an "
+        "ISO-8601 time",
         field=f"events[{n}].timestamp",
         value=v,
     )

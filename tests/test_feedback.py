@@ -148,6 +148,8 @@ def test_since_until_by_sequence(store: EventStore) -> None:
     [
         ({"item_id": 1, "timestamp": 1}, "events[1].user_id"),
         ({"user_id": 1, "item_id": 1, "timestamp": "yesterday"}, "events[1].timestamp"),
+        ({"user_id": 1, "item_id": 1, "timestamp": 1e300}, "events[1].timestamp"),
+        ({"user_id": 1, "item_id": 1, "timestamp": "1e400"}, "events[1].timestamp"),
         ({"user_id": 1, "item_id": 1, "timestamp": 1, "rating": "x"}, "events[1].rating"),
         ({"user_id": 1, "item_id": 1, "timestamp": 1, "weight": -1}, "events[1].weight"),
         ({"user_id": True, "item_id": 1, "timestamp": 1}, "events[1].user_id"),
