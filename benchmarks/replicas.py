@@ -6,7 +6,9 @@ similar_items; :mod:`benchmarks.soak`) at it for ``--seconds``, then starts repl
 the same store and drives both (each client connection keeps to one replica) for as
 long again. Then probes cross-replica freshness (an event posted to A, at once a
 request to B for that user, which must not be a cold start) and checks that every
-acknowledged feedback event is in the database. Prints a table and writes
+acknowledged feedback event is in the database. Also times the store's own calls in
+process, SQLite against PostgreSQL: ``last_seq`` (what every request's sync costs) and a
+one-event ``append`` (one commit). Prints tables and writes
 benchmarks/results/replicas.{md,json,png}.
 
     BENTOML_HOME=/tmp/bh RECBENTO_MODEL=recbento-demo nice -n 10 python -m benchmarks.replicas
@@ -22,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -72,6 +75,37 @@ def _probe(url_a: str, url_b: str, items: list[Any], n: int) -> dict[str, Any]:
     return {"probes": n, "stale": stale, "acked": acked, "b_p50_ms": b_p50}
 
 
+def _store_costs(pg_url: str, tmp: Path, reads: int = 2000, writes: int = 200) -> list[dict]:
+    """Per-call latency of ``last_seq`` and a one-event ``append`` on each backend."""
+    from recommender.feedback import open_store
+    from tests.pg import with_schema
+
+    rows = []
+    for backend, target in (("sqlite", str(tmp / "costs.db")), ("postgresql", with_schema(pg_url))):
+        with open_store(target) as store:
+            times: dict[str, list[float]] = {"append": [], "last_seq": []}
+            for i in range(writes):
+                t0 = time.perf_counter()
+                store.append([{"user_id": "cost", "item_id": i, "timestamp": i}])
+                times["append"].append(time.perf_counter() - t0)
+            for _ in range(reads):
+                t0 = time.perf_counter()
+                store.last_seq()
+                times["last_seq"].append(time.perf_counter() - t0)
+        for call, t in times.items():
+            a = np.asarray(t) * 1000
+            rows.append(
+                {
+                    "backend": backend,
+                    "call": call,
+                    "calls": len(a),
+                    "p50_ms": round(float(np.percentile(a, 50)), 3),
+                    "p99_ms": round(float(np.percentile(a, 99)), 3),
+                }
+            )
+    return rows
+
+
 def replicas(
     model: str,
     *,
@@ -86,8 +120,12 @@ def replicas(
     from tests.pg import postgres_server, with_schema
 
     users, items = _ids(model)
+    load = os.getloadavg()[0]
     with ExitStack() as stack:
-        db = with_schema(pg_url or stack.enter_context(postgres_server()))
+        base = pg_url or stack.enter_context(postgres_server())
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recbento-costs-")))
+        costs = _store_costs(base, tmp)
+        db = with_schema(base)
         env = {"RECBENTO_FEEDBACK_DB": db, "RECBENTO_WORKERS": str(workers)}
         procs, urls = [], []
 
@@ -119,6 +157,8 @@ def replicas(
         "concurrency": concurrency,
         "workers_per_replica": workers,
         "cpu_count": os.cpu_count(),
+        "load_average_at_start": round(load, 2),
+        "store_costs": costs,
         "phases": phases,
         "probe": probe,
         "acked": acked,
@@ -136,14 +176,18 @@ def _md(out: dict[str, Any]) -> str:
             f"| {ph['replicas']} | **all** | {ph['requests']} | {ph['errors']} | {ph['rps']} "
             f"| {ph['p50_ms']} | {ph['p99_ms']} |"
         )
+    lines += ["", "| backend | call | calls | p50_ms | p99_ms |", "|---|---|---|---|---|"]
+    for r in out["store_costs"]:
+        lines.append("| " + " | ".join(str(v) for v in r.values()) + " |")
     one, two = out["phases"]
     probe = out["probe"]
     lines += [
         "",
         f"model {out['model']}, {out['seconds']:.0f} s per phase at concurrency "
         f"{out['concurrency']}, {out['workers_per_replica']} API worker(s) per replica, "
-        f"both replicas on one host with {out['cpu_count']} CPU cores; feedback store: "
-        "PostgreSQL (private server on the same host)",
+        f"both replicas on one host with {out['cpu_count']} CPU cores (load average "
+        f"{out['load_average_at_start']} at start, other work included); feedback store: "
+        "PostgreSQL (private server on the same host); store calls timed in process",
         f"requests/s: one replica {one['rps']}, two replicas {two['rps']} "
         f"(x{two['rps'] / one['rps']:.2f})",
         f"errors: {one['errors'] + two['errors']}",

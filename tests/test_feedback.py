@@ -66,7 +66,7 @@ def test_open_store_rejects_other_urls() -> None:
     assert err.value.field == "RECBENTO_FEEDBACK_DB" and "postgresql://" in err.value.message
 
 
-def test_unreachable_database_is_a_clear_error(pg_server: str) -> None:
+def test_unreachable_database_is_a_clear_error() -> None:
     from recommender.errors import StorageError
     from tests.procs import free_port
 
