@@ -15,7 +15,7 @@ $(BIN)/activate:
 # torch first, pinned to the CPU build; then the project, whose range 2.13 satisfies.
 $(VENV)/.installed: $(BIN)/activate pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,bench,ray]"
+	$(BIN)/pip install -q -e ".[test,bench,ray,postgres]"
 	touch $@
 
 install: $(VENV)/.installed

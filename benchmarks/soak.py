@@ -24,7 +24,7 @@ import numpy as np
 
 from benchmarks.serving import free_port, server_rss_mb, start_server, stop_server
 
-__all__ = ["main", "soak"]
+__all__ = ["endpoint_rows", "main", "soak"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUERIES = ["a funny animated film", "dark crime thriller", "space adventure", "romantic comedy"]
@@ -59,7 +59,7 @@ def _request(rng: random.Random, users: list[Any], items: list[Any]) -> tuple[st
 
 
 async def _run(
-    url: str,
+    urls: list[str],
     users: list[Any],
     items: list[Any],
     concurrency: int,
@@ -81,6 +81,7 @@ async def _run(
         async def worker(wid: int) -> None:
             nonlocal acked, sent
             rng = random.Random(wid)
+            url = urls[wid % len(urls)]  # several replicas: each worker keeps to one
             while time.perf_counter() < stop_at and sent < max_requests:
                 sent += 1
                 name, body = _request(rng, users, items)
@@ -129,13 +130,22 @@ def soak(
     try:
         url = f"http://127.0.0.1:{port}"
         httpx.post(f"{url}/recommend", json={"query": "warm up", "k": 1}, timeout=120)
-        out = asyncio.run(
-            _run(url, users, items, concurrency, seconds, max_requests, lambda: server_rss_mb(proc))
-        )
+        rss = lambda: server_rss_mb(proc)  # noqa: E731
+        out = asyncio.run(_run([url], users, items, concurrency, seconds, max_requests, rss))
     finally:
         stop_server(proc)
     with FeedbackStore(db) as store:
         out["stored"] = store.count()
+    out["rows"] = endpoint_rows(out)
+    out["rss_start_mb"] = round(out["rss"][0][1], 1)
+    out["rss_end_mb"] = round(out["rss"][-1][1], 1)
+    out["rss_max_mb"] = round(max(r for _, r in out["rss"]), 1)
+    out.update(model=model, seconds=seconds, concurrency=concurrency)
+    return out
+
+
+def endpoint_rows(out: dict[str, Any]) -> list[dict[str, Any]]:
+    """Requests, errors, requests/s, p50 and p99 (ms) per endpoint of a :func:`_run`."""
     rows = []
     for name, lat in out["latencies"].items():
         a = np.asarray(lat) * 1000
@@ -149,12 +159,7 @@ def soak(
                 "p99_ms": round(float(np.percentile(a, 99)), 1) if len(a) else None,
             }
         )
-    out["rows"] = rows
-    out["rss_start_mb"] = round(out["rss"][0][1], 1)
-    out["rss_end_mb"] = round(out["rss"][-1][1], 1)
-    out["rss_max_mb"] = round(max(r for _, r in out["rss"]), 1)
-    out.update(model=model, seconds=seconds, concurrency=concurrency)
-    return out
+    return rows
 
 
 def _md(out: dict[str, Any]) -> str:

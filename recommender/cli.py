@@ -280,7 +280,9 @@ def _register() -> None:
 
     app.add_typer(kg_app, name="kg")
     app.command()(explain)
-    app.command()(__import__("recommender.cli_ops", fromlist=["refresh"]).refresh)
+    ops = __import__("recommender.cli_ops", fromlist=["refresh"])
+    app.command()(ops.refresh)
+    app.command("copy-feedback")(ops.copy_feedback)
 
 
 _register()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-__all__ = ["refresh"]
+__all__ = ["copy_feedback", "refresh"]
 
 log = logging.getLogger(__name__)
 
@@ -16,10 +15,11 @@ log = logging.getLogger(__name__)
 def refresh(
     model: Annotated[str, typer.Option("--model", "-m", help="Model name or name:version.")],
     feedback_db: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--feedback-db",
-            help="Feedback store (default $RECBENTO_FEEDBACK_DB, else the model's own).",
+            help="Feedback store: a SQLite file or a postgresql:// URL (default "
+            "$RECBENTO_FEEDBACK_DB, else the model's own SQLite file).",
         ),
     ] = None,
     name: Annotated[
@@ -45,3 +45,23 @@ def refresh(
         table.add_row(f"{step} (s)", f"{s:.2f}")
     console.print(table)
     console.print(report.tag, soft_wrap=True)
+
+
+def copy_feedback(
+    source: Annotated[
+        str, typer.Option("--source", help="The store to copy: a SQLite file or a URL.")
+    ],
+    target: Annotated[
+        str, typer.Option("--target", help="An empty store: a postgresql:// URL or a file.")
+    ],
+) -> None:
+    """Copy every feedback event into an empty store, each keeping its sequence number.
+
+    Move from SQLite to PostgreSQL with this: models refreshed from the old store then
+    replay exactly the events they have not folded in.
+    """
+    from recommender.cli import _run, console
+    from recommender.refresh import copy_feedback as do_copy
+
+    n = _run(do_copy, source, target)
+    console.print(f"copied {n} feedback events")

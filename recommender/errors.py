@@ -17,6 +17,7 @@ __all__ = [
     "AuthError",
     "PayloadTooLarge",
     "UnsupportedMediaType",
+    "StorageError",
 ]
 
 
@@ -110,6 +111,12 @@ class BundleError(RecbentoError):
     """A model bundle is missing, incomplete or from an incompatible version."""
 
     status_code = 500
+
+
+class StorageError(RecbentoError):
+    """A backing store (the feedback database) cannot be reached; retry later."""
+
+    status_code = 503
 
 
 def _jsonable(value: object) -> object:

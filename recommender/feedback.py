@@ -1,21 +1,31 @@
-"""Durable feedback store: interaction events acknowledged only once they are on disk.
+"""Durable feedback store: interaction events acknowledged only once they are committed.
 
-Events (``user_id, item_id, timestamp`` and optional ``rating`` / ``weight``) are kept
-in an embedded SQLite database in WAL mode with ``synchronous=FULL``: :meth:`append`
-writes a whole request in one transaction and returns only after the commit has been
-fsynced, so an event the service acknowledged survives ``kill -9`` of the server (and
-a power cut). Every event gets a sequence number ``seq`` in commit order; a model
-refresh records the last ``seq`` it folded in, and the service replays only the
-events after it on top of the bundle's history.
+Events (``user_id, item_id, timestamp`` and optional ``rating`` / ``weight``) go to an
+append-only log. Every backend keeps one contract, :class:`EventStore`:
 
-Ids keep their type: they are stored JSON-encoded, so ``7`` comes back as the int
-``7`` and ``"7"`` as the string ``"7"``.
+* :meth:`~EventStore.append` writes a whole request in one transaction and returns only
+  after the commit, so an event the service acknowledged survives ``kill -9`` of the
+  server;
+* every event gets a sequence number ``seq``, and ``seq`` order is commit order: once a
+  reader has seen ``seq = s``, no event with a smaller ``seq`` can still appear. That
+  makes ``seq`` a safe high-water mark: a model refresh records the last ``seq`` it
+  folded in, and each server worker applies only the events after the last one it saw.
+
+Two backends, picked by :func:`open_store` from one setting (``RECBENTO_FEEDBACK_DB``):
+
+* a file path: :class:`FeedbackStore`, embedded SQLite (WAL, ``synchronous=FULL``),
+  the default. Every worker of one machine shares the file.
+* a ``postgresql://`` (or ``postgres://``) URL:
+  :class:`recommender.feedback_pg.PostgresFeedbackStore`, for several replicas on
+  several machines sharing one database.
+
+Ids keep their type (see :mod:`recommender.feedback_rows`).
 
 Examples
 --------
 >>> import tempfile, os
 >>> path = os.path.join(tempfile.mkdtemp(), "feedback.db")
->>> with FeedbackStore(path) as store:
+>>> with open_store(path) as store:
 ...     store.append([{"user_id": 7, "item_id": "m1", "timestamp": 100, "rating": 4.0}])
 ...     store.events_for_user(7)[["user_id", "item_id", "weight"]].values.tolist()
 1
@@ -24,26 +34,206 @@ Examples
 
 from __future__ import annotations
 
-import json
 import logging
-import math
+import os
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from recommender.errors import InputError
+from recommender.feedback_rows import (
+    EVENT_COLUMNS,
+    encode_id,
+    event_rows,
+    events_frame,
+    fold_events,
+    to_history,
+)
 
-__all__ = ["EVENT_COLUMNS", "FeedbackStore", "fold_events", "to_history"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "EventStore",
+    "FeedbackStore",
+    "fold_events",
+    "is_database_url",
+    "open_store",
+    "to_history",
+]
 
 log = logging.getLogger(__name__)
 
-#: Columns of every frame the store returns.
-EVENT_COLUMNS = ("user_id", "item_id", "timestamp", "rating", "weight")
+_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+class EventStore(ABC):
+    """The feedback-store contract, shared by every backend.
+
+    Subclasses provide storage (:meth:`_insert`, :meth:`_query`, :meth:`close`);
+    validation, normalisation and the queries are written here once. SQL uses
+    :attr:`_param` as its placeholder and :attr:`_table` as the events table.
+    """
+
+    _param = "?"
+    _table = "events"
+
+    # ----------------------------------------------------------------- write
+    def append(
+        self,
+        events: pd.DataFrame | Sequence[Mapping[str, Any]],
+        *,
+        items: pd.DataFrame | None = None,
+        user_key: Callable[[Any], Any] | None = None,
+    ) -> int:
+        """Store ``events`` in one transaction; return how many, after the commit.
+
+        Parameters
+        ----------
+        events : pandas.DataFrame or list of dict
+            ``user_id``, ``item_id``, ``timestamp`` (unix seconds or ISO-8601) and
+            optionally ``rating`` and ``weight``. ``weight`` defaults to ``rating``,
+            else 1.0.
+        items : pandas.DataFrame, optional
+            The catalogue. When given, events are validated with the interaction
+            schema (:func:`recommender.schemas.validate_interactions`, unknown items
+            rejected, every problem reported at once) and ids are normalised to the
+            catalogue's type; otherwise each event is checked here and ids are kept
+            exactly as sent.
+        user_key : callable, optional
+            Maps each (validated) ``user_id`` to the type of the model's interaction
+            log, e.g. :meth:`recommender.serving.catalogue.Catalogue.user_key`, so that
+            ``"7"`` sent for a log of int ids is stored as ``7``. Use the same
+            function for :meth:`events_for_user`.
+
+        Returns
+        -------
+        int
+            Number of events stored. Nothing is stored when any event is invalid.
+
+        Raises
+        ------
+        InputError
+            An event is malformed (field, value and row named).
+        ValidationError
+            ``items`` was given and the schema rejected some rows.
+        """
+        return len(self.append_events(events, items=items, user_key=user_key))
+
+    def append_events(
+        self,
+        events: pd.DataFrame | Sequence[Mapping[str, Any]],
+        *,
+        items: pd.DataFrame | None = None,
+        user_key: Callable[[Any], Any] | None = None,
+    ) -> pd.DataFrame:
+        """Like :meth:`append`, but return the stored, normalised events.
+
+        The frame has the columns of :data:`EVENT_COLUMNS` and the events' ``seq`` as
+        index: what the service hands to the pipeline so the user's next request sees
+        the events (:func:`recommender.refresh.apply_events`).
+        """
+        rows = event_rows(events, items, user_key)
+        if not rows:
+            return events_frame([])
+        seqs = self._insert(rows)
+        log.debug("stored %d feedback events", len(rows))
+        return events_frame([(seq, *row) for seq, row in zip(seqs, rows, strict=True)])
+
+    # ------------------------------------------------------------------ read
+    def events_for_user(self, user_id: Any, *, since: int | None = None) -> pd.DataFrame:
+        """One user's events (``seq > since`` when given), oldest first.
+
+        ``user_id`` must have the type it was stored with (``7`` and ``"7"`` differ).
+        """
+        p = self._param
+        sql = f"{self._select()} WHERE user_id = {p}"
+        args: list[Any] = [encode_id(user_id, "user_id", 0)]
+        if since is not None:
+            sql += f" AND seq > {p}"
+            args.append(int(since))
+        return events_frame(self._query(sql + " ORDER BY timestamp, seq", args))
+
+    def all_events(self, since: int | None = None, *, until: int | None = None) -> pd.DataFrame:
+        """Every event with ``since < seq <= until`` (bounds optional), in commit order.
+
+        ``since`` / ``until`` are sequence numbers: use :meth:`last_seq` to take a
+        high-water mark before folding events into a model, and pass it as ``until``
+        now and as ``since`` at the next refresh, so no event is folded twice or lost.
+        """
+        p = self._param
+        sql = f"{self._select()} WHERE 1=1"
+        args: list[Any] = []
+        if since is not None:
+            sql += f" AND seq > {p}"
+            args.append(int(since))
+        if until is not None:
+            sql += f" AND seq <= {p}"
+            args.append(int(until))
+        return events_frame(self._query(sql + " ORDER BY seq", args))
+
+    def count(self) -> int:
+        """Number of stored events."""
+        return int(self._query(f"SELECT COUNT(*) FROM {self._table}", [])[0][0])
+
+    def last_seq(self) -> int:
+        """Sequence number of the newest stored event (0 when empty): one index lookup."""
+        return int(self._query(f"SELECT COALESCE(MAX(seq), 0) FROM {self._table}", [])[0][0])
+
+    def copy_from(self, source: EventStore, *, batch: int = 10_000) -> int:
+        """Copy every event of ``source`` into this empty store, each keeping its ``seq``.
+
+        For moving to another backend: a refreshed model records the last ``seq`` it
+        folded in, so the new store must number the old events as the old one did.
+        Returns how many events were copied.
+        """
+        if self.last_seq():
+            raise InputError(
+                f"{self!r} already holds events: copy into an empty store",
+                field="RECBENTO_FEEDBACK_DB",
+                value=repr(self),
+            )
+        n, since, last = 0, 0, source.last_seq()
+        while since < last:
+            chunk = source.all_events(since=since, until=since + batch)
+            if len(chunk):
+                self._insert(event_rows(chunk), seqs=chunk.index.tolist())
+                n += len(chunk)
+            since += batch
+        log.info("copied %d feedback events from %r to %r", n, source, self)
+        return n
+
+    # ------------------------------------------------------------- lifecycle
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection(s); further calls raise :class:`InputError`."""
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------- backends
+    @abstractmethod
+    def _insert(self, rows: list[tuple], seqs: list[int] | None = None) -> list[int]:
+        """Insert ``rows`` in one committed transaction; their ``seq``, in order.
+
+        Must keep ``seq`` order equal to commit order across concurrent writers.
+        ``seqs`` (a copy from another store) are used as given, and later events
+        numbered after them.
+        """
+
+    @abstractmethod
+    def _query(self, sql: str, args: list[Any]) -> list[tuple]:
+        """Run a read-only query; all its rows."""
+
+    def _select(self) -> str:
+        return f"SELECT seq, user_id, item_id, timestamp, rating, weight FROM {self._table}"
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -58,15 +248,15 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, seq);
 """
 _SCHEMA_VERSION = 1
-_SELECT = "SELECT seq, user_id, item_id, timestamp, rating, weight FROM events"
 
 
-class FeedbackStore:
-    """Append-only event log in SQLite (WAL, ``synchronous=FULL``), safe across threads.
+class FeedbackStore(EventStore):
+    """The embedded backend: SQLite (WAL, ``synchronous=FULL``), safe across threads.
 
     One connection is shared by the threads of a process behind a lock; several
     processes (BentoML workers) may open the same file, SQLite serialises their
-    writers and ``busy_timeout`` makes them wait rather than fail.
+    writers (``BEGIN IMMEDIATE``, so ``seq`` order is commit order) and
+    ``busy_timeout`` makes them wait rather than fail.
 
     Parameters
     ----------
@@ -102,124 +292,6 @@ class FeedbackStore:
         conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         log.info("feedback store %s open: %d events", self.path, self.count())
 
-    # ----------------------------------------------------------------- write
-    def append(
-        self,
-        events: pd.DataFrame | Sequence[Mapping[str, Any]],
-        *,
-        items: pd.DataFrame | None = None,
-        user_key: Callable[[Any], Any] | None = None,
-    ) -> int:
-        """Store ``events`` in one transaction; return how many, after the commit.
-
-        Parameters
-        ----------
-        events : pandas.DataFrame or list of dict
-            ``user_id``, ``item_id``, ``timestamp`` (unix seconds or ISO-8601) and
-            optionally ``rating`` and ``weight``. ``weight`` defaults to ``rating``,
-            else 1.0.
-        items : pandas.DataFrame, optional
-            The catalogue. When given, events are validated with the interaction
-            schema (:func:`recommender.schemas.validate_interactions`, unknown items
-            rejected, every problem reported at once) and ids are normalised to the
-            catalogue's type; otherwise each event is checked here and ids are kept
-            exactly as sent.
-        user_key : callable, optional
-            Maps each (validated) ``user_id`` to the type of the model's interaction
-            log, e.g. :meth:`recommender.pipeline.Recommender.user_key`, so that
-            ``"7"`` sent for a log of int ids is stored as ``7``. Use the same
-            function for :meth:`events_for_user`.
-
-        Returns
-        -------
-        int
-            Number of events stored. Nothing is stored when any event is invalid.
-
-        Raises
-        ------
-        InputError
-            An event is malformed (field, value and row named).
-        ValidationError
-            ``items`` was given and the schema rejected some rows.
-        """
-        return len(self.append_events(events, items=items, user_key=user_key))
-
-    def append_events(
-        self,
-        events: pd.DataFrame | Sequence[Mapping[str, Any]],
-        *,
-        items: pd.DataFrame | None = None,
-        user_key: Callable[[Any], Any] | None = None,
-    ) -> pd.DataFrame:
-        """Like :meth:`append`, but return the stored, normalised events.
-
-        The frame has the columns of :data:`EVENT_COLUMNS` and the events' ``seq`` as
-        index: what the service hands to the pipeline so the user's next request sees
-        the events (``Recommender.add_events``).
-        """
-        rows = self._rows(events, items, user_key)
-        if not rows:
-            return self._frame([])
-        with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(
-                    "INSERT INTO events (user_id, item_id, timestamp, rating, weight) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    rows,
-                )
-                # One writer holds the lock, so this transaction's seqs are consecutive.
-                last = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0]
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        log.debug("stored %d feedback events", len(rows))
-        first = last - len(rows) + 1
-        return self._frame([(first + i, *row) for i, row in enumerate(rows)])
-
-    # ------------------------------------------------------------------ read
-    def events_for_user(self, user_id: Any, *, since: int | None = None) -> pd.DataFrame:
-        """One user's events (``seq > since`` when given), oldest first.
-
-        ``user_id`` must have the type it was stored with (``7`` and ``"7"`` differ).
-        """
-        sql = (
-            "SELECT seq, user_id, item_id, timestamp, rating, weight FROM events WHERE user_id = ?"
-        )
-        args: list[Any] = [_encode_id(user_id, "user_id", 0)]
-        if since is not None:
-            sql += " AND seq > ?"
-            args.append(int(since))
-        return self._frame(self._query(sql + " ORDER BY timestamp, seq", args))
-
-    def all_events(self, since: int | None = None, *, until: int | None = None) -> pd.DataFrame:
-        """Every event with ``since < seq <= until`` (bounds optional), in commit order.
-
-        ``since`` / ``until`` are sequence numbers: use :meth:`last_seq` to take a
-        high-water mark before folding events into a model, and pass it as ``until``
-        now and as ``since`` at the next refresh, so no event is folded twice or lost.
-        """
-        sql = f"{_SELECT} WHERE 1=1"
-        args: list[Any] = []
-        if since is not None:
-            sql += " AND seq > ?"
-            args.append(int(since))
-        if until is not None:
-            sql += " AND seq <= ?"
-            args.append(int(until))
-        return self._frame(self._query(sql + " ORDER BY seq", args))
-
-    def count(self) -> int:
-        """Number of stored events."""
-        return int(self._query("SELECT COUNT(*) FROM events", [])[0][0])
-
-    def last_seq(self) -> int:
-        """Sequence number of the newest stored event (0 when empty)."""
-        return int(self._query("SELECT COALESCE(MAX(seq), 0) FROM events", [])[0][0])
-
-    # ------------------------------------------------------------- lifecycle
     def close(self) -> None:
         """Checkpoint the WAL and close; further calls raise :class:`InputError`."""
         with self._lock:
@@ -230,16 +302,31 @@ class FeedbackStore:
                     self._conn.close()
                     self._conn = None
 
-    def __enter__(self) -> FeedbackStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"FeedbackStore({self.path!r})"
 
-    # --------------------------------------------------------------- helpers
+    def _insert(self, rows: list[tuple], seqs: list[int] | None = None) -> list[int]:
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if seqs is not None:  # AUTOINCREMENT numbers later events after them
+                    rows = [(seq, *row) for seq, row in zip(seqs, rows, strict=True)]
+                conn.executemany(
+                    "INSERT INTO events ("
+                    + ("seq, " if seqs is not None else "")
+                    + "user_id, item_id, timestamp, rating, weight) VALUES (?, ?, ?, ?, ?"
+                    + (", ?)" if seqs is not None else ")"),
+                    rows,
+                )
+                # One writer holds the lock, so this transaction's seqs are consecutive.
+                last = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0]
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return list(range(last - len(rows) + 1, last + 1))
+
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             raise InputError(f"{self!r} is closed", field="path", value=self.path)
@@ -249,202 +336,35 @@ class FeedbackStore:
         with self._lock:
             return self._connection().execute(sql, args).fetchall()
 
-    @staticmethod
-    def _frame(rows: list[tuple]) -> pd.DataFrame:
-        df = pd.DataFrame(rows, columns=["seq", *EVENT_COLUMNS])
-        for col in ("user_id", "item_id"):
-            values = [json.loads(v) for v in df[col]]
-            all_int = bool(values) and all(isinstance(v, int) for v in values)
-            df[col] = pd.Series(values, dtype="int64" if all_int else object, index=df.index)
-        df["timestamp"] = df["timestamp"].astype("int64")
-        df["rating"] = df["rating"].astype("float64")
-        df["weight"] = df["weight"].astype("float64")
-        df["seq"] = df["seq"].astype("int64")
-        out = df[list(EVENT_COLUMNS)]
-        out.index = pd.Index(df["seq"].to_numpy(), name="seq")
-        return out
 
-    def _rows(
-        self,
-        events: pd.DataFrame | Sequence[Mapping[str, Any]],
-        items: pd.DataFrame | None,
-        user_key: Callable[[Any], Any] | None,
-    ) -> list[tuple]:
-        if isinstance(events, pd.DataFrame):
-            df = events
-        else:
-            if isinstance(events, Mapping) or isinstance(events, str):
-                raise InputError(
-                    "events: expected a list of event objects or a DataFrame",
-                    field="events",
-                    value=type(events).__name__,
-                )
-            for n, ev in enumerate(events):
-                if not isinstance(ev, Mapping):
-                    raise InputError(
-                        f"events[{n}]: expected an object with user_id, item_id, timestamp",
-                        field=f"events[{n}]",
-                        value=type(ev).__name__,
-                    )
-            df = pd.DataFrame(list(events))
-        if len(df) == 0:
-            return []
-        if items is not None:
-            from recommender.schemas import validate_interactions
-
-            df = validate_interactions(df, items)
-        records = df.to_dict(orient="records")
-        if user_key is not None:
-            for rec in records:
-                if not _missing(rec.get("user_id")):
-                    rec["user_id"] = user_key(rec["user_id"])
-        return [_row(rec, n) for n, rec in enumerate(records)]
+def is_database_url(target: str | Path) -> bool:
+    """Whether ``target`` names a PostgreSQL database rather than a SQLite file."""
+    return isinstance(target, str) and target.lower().startswith(_URL_SCHEMES)
 
 
-def fold_events(
-    interactions: pd.DataFrame, store: FeedbackStore, since: int | None = None
-) -> tuple[pd.DataFrame, int]:
-    """The interaction log with the store's events after ``since`` appended (for refresh).
+def open_store(target: str | Path, *, timeout: float | None = None) -> EventStore:
+    """The feedback store at ``target``: a ``postgresql://`` URL or a SQLite file path.
 
-    Parameters
-    ----------
-    interactions : pandas.DataFrame
-        The current model's normalised interactions.
-    store : FeedbackStore
-        The feedback store.
-    since : int, optional
-        The ``feedback_seq`` recorded by the previous refresh (None: every event).
+    ``timeout`` (default ``$RECBENTO_FEEDBACK_TIMEOUT``, else 30 s) bounds the wait
+    for another writer's lock, and for PostgreSQL also for a connection.
 
-    Returns
-    -------
-    interactions : pandas.DataFrame
-        Old and new rows, sorted by user, time and item like a validated log.
-    seq : int
-        High-water mark to record in the new model (``config["feedback_seq"]``);
-        events committed while folding are left for the next refresh.
+    Raises
+    ------
+    InputError
+        ``target`` is a URL of another kind (``mysql://``, ``sqlite://``...).
     """
-    until = store.last_seq()
-    new = store.all_events(since=since, until=until).reset_index(drop=True)
-    if "rating" not in interactions.columns and new["rating"].isna().all():
-        new = new.drop(columns="rating")
-    out = pd.concat([interactions, new], ignore_index=True)
-    for col in ("user_id", "item_id"):
-        kinds = {type(v) for v in out[col].map(_native)}
-        if kinds == {int}:
-            out[col] = out[col].astype("int64")
-    out = out.sort_values(["user_id", "timestamp", "item_id"], kind="stable", key=_sort_key)
-    log.info("folded %d feedback events (seq %s..%d)", len(new), since or 0, until)
-    return out.reset_index(drop=True), until
+    if timeout is None:
+        timeout = float(os.environ.get("RECBENTO_FEEDBACK_TIMEOUT", "30"))
+    if is_database_url(target):
+        from recommender.feedback_pg import PostgresFeedbackStore
 
-
-def _native(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
-
-
-def _sort_key(s: pd.Series) -> pd.Series:
-    # Mixed int / str columns cannot be compared; order them by text then.
-    return s.map(str) if s.dtype == object else s
-
-
-def to_history(events: pd.DataFrame, item_index: Mapping[Any, int]) -> Any:
-    """Events as a :class:`recommender.history.History` over catalogue rows.
-
-    Items not in ``item_index`` (say, removed from the catalogue since) are skipped.
-    """
-    from recommender.history import History
-
-    rows = events["item_id"].map(item_index)
-    keep = rows.notna().to_numpy()
-    order = np.argsort(events["timestamp"].to_numpy()[keep], kind="stable")
-    return History(
-        rows[keep].astype(np.int64).to_numpy()[order],
-        events["timestamp"].to_numpy(dtype=np.int64)[keep][order],
-        events["weight"].to_numpy(dtype=np.float64)[keep][order],
-    )
-
-
-# -------------------------------------------------------------------- row checks
-def _row(rec: Mapping[str, Any], n: int) -> tuple:
-    for col in ("user_id", "item_id", "timestamp"):
-        if _missing(rec.get(col)):
-            raise InputError(f"events[{n}].{col} is missing", field=f"events[{n}].{col}")
-    rating = _number(rec.get("rating"), "rating", n)
-    weight = _number(rec.get("weight"), "weight", n)
-    if weight is not None and weight < 0:
+        return PostgresFeedbackStore(str(target), timeout=timeout)
+    if "://" in str(target):
+        scheme = str(target).split("://", 1)[0]
         raise InputError(
-            f"events[{n}].weight={weight!r}: expected a number >= 0",
-            field=f"events[{n}].weight",
-            value=weight,
+            f"feedback store {scheme}://...: expected a postgresql:// URL or a SQLite "
+            "file path (RECBENTO_FEEDBACK_DB)",
+            field="RECBENTO_FEEDBACK_DB",
+            value=f"{scheme}://",
         )
-    if weight is None:
-        weight = rating if rating is not None else 1.0
-    return (
-        _encode_id(rec["user_id"], "user_id", n),
-        _encode_id(rec["item_id"], "item_id", n),
-        _timestamp(rec["timestamp"], n),
-        rating,
-        float(weight),
-    )
-
-
-def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT
-
-
-def _encode_id(v: Any, field: str, n: int) -> str:
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    if isinstance(v, bool) or not isinstance(v, (int, str)) or (isinstance(v, str) and not v):
-        raise InputError(
-            f"events[{n}].{field}={v!r}: expected an integer or a non-empty string",
-            field=f"events[{n}].{field}",
-            value=v,
-        )
-    return json.dumps(v)
-
-
-def _number(v: Any, field: str, n: int) -> float | None:
-    if _missing(v):
-        return None
-    try:
-        if isinstance(v, bool):
-            raise TypeError
-        f = float(v)
-    except (TypeError, ValueError):
-        f = math.nan
-    if not math.isfinite(f):
-        raise InputError(
-            f"events[{n}].{field}={v!r}: expected a finite number",
-            field=f"events[{n}].{field}",
-            value=v,
-        )
-    return f
-
-
-def _timestamp(v: Any, n: int) -> int:
-    if isinstance(v, pd.Timestamp):
-        return int(v.timestamp())
-    if isinstance(v, str):
-        try:
-            return int(float(v))
-        except ValueError:
-            pass
-        try:
-            ts = pd.Timestamp(v)
-        except (ValueError, TypeError):
-            ts = None
-        if ts is not None and ts is not pd.NaT:
-            if ts.tzinfo is None:
-                ts = ts.tz_localize("UTC")
-            return int(ts.timestamp())
-    else:
-        f = _number(v, "timestamp", n)
-        if f is not None:
-            return int(f)
-    raise InputError(
-        f"events[{n}].timestamp={v!r}: expected unix seconds or an ISO-8601 time",
-        field=f"events[{n}].timestamp",
-        value=v,
-    )
+    return FeedbackStore(target, timeout=timeout)

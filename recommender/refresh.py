@@ -28,13 +28,14 @@ import pandas as pd
 
 from recommender.bundle import Bundle, load_from_store, save_to_store
 from recommender.config import ServingConfig
-from recommender.errors import InputError
-from recommender.feedback import FeedbackStore, fold_events
+from recommender.errors import InputError, StorageError
+from recommender.feedback import EventStore, fold_events, open_store
 from recommender.history import Histories
 from recommender.schemas import ItemSchema, Tables
 
 __all__ = [
     "RefreshReport",
+    "copy_feedback",
     "feedback_db_path",
     "open_feedback",
     "record_feedback",
@@ -63,15 +64,17 @@ class RefreshReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def feedback_db_path(model: str) -> Path:
+def feedback_db_path(model: str) -> Path | str:
     """Where a model's feedback lives: ``$RECBENTO_FEEDBACK_DB``, else per model name.
 
-    The default is ``$BENTOML_HOME/recbento/feedback/<name>.db`` (``~/bentoml`` when
-    ``BENTOML_HOME`` is unset); every version of a model shares its name's store.
+    ``RECBENTO_FEEDBACK_DB`` is a SQLite file path or a ``postgresql://`` URL (returned
+    as a string), shared by every model served with it. The default is
+    ``$BENTOML_HOME/recbento/feedback/<name>.db`` (``~/bentoml`` when ``BENTOML_HOME``
+    is unset); every version of a model shares its name's store.
     """
     env = os.environ.get("RECBENTO_FEEDBACK_DB")
     if env:
-        return Path(env)
+        return env if "://" in env else Path(env)  # a URL; open_store checks its scheme
     home = Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
     return home / "recbento" / "feedback" / f"{model.split(':')[0]}.db"
 
@@ -89,7 +92,8 @@ def refresh(
     model : str
         Model name or ``name:version`` in the BentoML store.
     feedback_db : str or Path, optional
-        The feedback store; default :func:`feedback_db_path` of ``model``.
+        The feedback store, a SQLite path or a ``postgresql://`` URL; default
+        :func:`feedback_db_path` of ``model``.
     name : str, optional
         Save under another name (default the model's own).
 
@@ -102,10 +106,10 @@ def refresh(
     t0 = time.perf_counter()
     bundle, tag = load_from_store(model)
     timings["load"] = time.perf_counter() - t0
-    path = Path(feedback_db) if feedback_db is not None else feedback_db_path(tag)
+    target = feedback_db if feedback_db is not None else feedback_db_path(tag)
     since = bundle.config.get("feedback_seq")
     t0 = time.perf_counter()
-    with FeedbackStore(path) as store:
+    with open_store(target) as store:
         n_old = len(bundle.interactions)
         interactions, seq = fold_events(bundle.interactions, store, since=since)
     known = interactions["item_id"].isin(set(bundle.items[ItemSchema.item_id].tolist()))
@@ -168,44 +172,102 @@ def refresh(
     )
 
 
-def open_feedback(model: LoadedModel, path: str | Path | None = None) -> FeedbackStore:
+def open_feedback(model: LoadedModel, path: str | Path | None = None) -> EventStore:
     """Open the model's feedback store and replay its events into ``model.live``.
+
+    ``path`` is a SQLite file or a ``postgresql://`` URL (default
+    :func:`feedback_db_path`).
 
     Only events after the bundle's ``feedback_seq`` (those not folded in by a refresh)
     are replayed, so a restarted server reflects every acknowledged event. Events for
     items no longer in the catalogue are skipped and logged.
     """
-    store = FeedbackStore(path if path is not None else feedback_db_path(model.tag or "model"))
+    store = open_store(path if path is not None else feedback_db_path(model.tag or "model"))
     model.live.seq = model.config.feedback_seq
-    n = sync_feedback(model, store)
-    log.info("feedback %s: replayed %d events", store.path, n)
+    try:
+        _check_not_behind(store, model.live.seq)
+        n = sync_feedback(model, store, strict=True)
+    except BaseException:
+        store.close()
+        raise
+    log.info("feedback %r: replayed %d events", store, n)
     return store
 
 
-def sync_feedback(model: LoadedModel, store: FeedbackStore) -> int:
+def _check_not_behind(store: EventStore, folded: int) -> None:
+    """Refuse a store older than the model: its next events would be taken as folded in."""
+    last = store.last_seq()
+    if last < folded:
+        raise InputError(
+            f"feedback store {store!r} ends at seq {last}, but the model already folded in "
+            f"events up to seq {folded}: it was refreshed from another store, and new "
+            "events here would be ignored. Serve it with that store, or copy that store "
+            "here first: recbento copy-feedback --source OLD --target NEW",
+            field="RECBENTO_FEEDBACK_DB",
+            value=repr(store),
+        )
+
+
+def copy_feedback(source: str | Path, target: str | Path) -> int:
+    """Copy every event of one feedback store into another, empty one (seqs kept).
+
+    The way to move from SQLite to PostgreSQL (or between databases): models refreshed
+    from ``source`` keep working with ``target``. Returns the number of events copied.
+    """
+    with open_store(source) as src, open_store(target) as dst:
+        return dst.copy_from(src)
+
+
+def sync_feedback(model: LoadedModel, store: EventStore, *, strict: bool = False) -> int:
     """Apply to ``model.live`` every stored event it has not applied yet; return how many.
 
-    Each server worker holds its own model, and all of them share one store: calling
-    this before answering makes an event acknowledged by any worker count in every
-    worker's next answer. It costs one indexed query when nothing is new.
+    Each server worker (and each replica, with a PostgreSQL store) holds its own
+    model, and all of them share one store: calling this before answering makes an
+    event acknowledged by any of them count in every one's next answer. It costs one
+    indexed query when nothing is new. ``seq`` order is commit order in every store,
+    so ``model.live.seq`` is a safe high-water mark.
+
+    When the store cannot be reached (a PostgreSQL outage) the answer goes out with
+    what ``model`` already has, a warning is logged (at most every 10 s), and the events
+    are applied at the first call that reaches the store again; ``strict=True`` (at
+    startup) raises :class:`~recommender.errors.StorageError` instead.
     """
-    live = model.live
-    if store.last_seq() <= live.seq:  # the common case: one MAX on the key
-        return 0
-    with live.sync_lock:
-        events = store.all_events(since=live.seq)
-        if not len(events):
+    try:
+        if store.last_seq() <= model.live.seq:  # the common case: one MAX on the key
             return 0
-        known = events["item_id"].map(model.catalogue.has).to_numpy(dtype=bool)
-        if not known.all():
-            log.warning(
-                "skipped %d feedback events for items no longer in the catalogue: %s",
-                int((~known).sum()),
-                events.loc[~known, "item_id"].head(10).tolist(),
-            )
-        apply_events(model, events[known])
-        live.seq = int(events.index.max())  # the index is the commit seq
-        return int(known.sum())
+        with model.live.sync_lock:
+            return _apply_new_events(model, store)
+    except StorageError as exc:
+        if strict:
+            raise
+        _warn_stale(exc)
+        return 0
+
+
+def _apply_new_events(model: LoadedModel, store: EventStore) -> int:
+    events = store.all_events(since=model.live.seq)
+    if not len(events):
+        return 0
+    known = events["item_id"].map(model.catalogue.has).to_numpy(dtype=bool)
+    if not known.all():
+        log.warning(
+            "skipped %d feedback events for items no longer in the catalogue: %s",
+            int((~known).sum()),
+            events.loc[~known, "item_id"].head(10).tolist(),
+        )
+    apply_events(model, events[known])
+    model.live.seq = int(events.index.max())  # the index is the commit seq
+    return int(known.sum())
+
+
+_stale_warned = [0.0]  # monotonic time of the last "answering without sync" warning
+
+
+def _warn_stale(exc: StorageError) -> None:
+    now = time.monotonic()
+    if now - _stale_warned[0] >= 10:
+        _stale_warned[0] = now
+        log.warning("answering without the newest feedback: %s", exc.message)
 
 
 def apply_events(model: LoadedModel, events: pd.DataFrame) -> int:
@@ -231,7 +293,7 @@ def apply_events(model: LoadedModel, events: pd.DataFrame) -> int:
 
 def record_feedback(
     model: LoadedModel,
-    store: FeedbackStore,
+    store: EventStore,
     events: Sequence[dict[str, Any]],
     *,
     max_events: int = 1000,
@@ -244,7 +306,14 @@ def record_feedback(
     Returns
     -------
     dict
-        ``{"stored": events stored by this call, "total": events in the store}``.
+        ``{"stored": events stored by this call, "total": events in the store}``
+        (``total`` is None when the store could not be reached after the commit).
+
+    Raises
+    ------
+    StorageError
+        The store cannot be reached (HTTP 503): nothing was acknowledged; send again
+        (the store may hold the events already when the failure cut off a commit).
     """
     if not 1 <= len(events) <= max_events:
         raise InputError(
@@ -255,5 +324,11 @@ def record_feedback(
     stored = store.append_events(
         list(events), items=model.bundle.items, user_key=model.catalogue.user_key
     )
+    # Committed: from here on the call must succeed, or a client retry stores twice.
     sync_feedback(model, store)  # this call's events, and any another worker stored before
-    return {"stored": len(stored), "total": store.count()}
+    try:
+        total: int | None = store.count()
+    except StorageError as exc:
+        log.warning("feedback stored, but the store's total is unknown: %s", exc.message)
+        total = None
+    return {"stored": len(stored), "total": total}

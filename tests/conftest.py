@@ -107,3 +107,31 @@ def toy_model(tmp_path_factory, tiny_encoder_path) -> str:
         progress=False,
     )
     return report.tag
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A private PostgreSQL server for the session; the URL of its ``recbento`` database.
+
+    Fails (never skips) when PostgreSQL is not installed: the shared feedback store is
+    part of the product, and its tests must run.
+    """
+    from tests.pg import PostgresMissing, postgres_server
+
+    try:
+        server = postgres_server()
+        url = server.__enter__()
+    except PostgresMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A ``postgresql://`` URL whose tables live in a schema of their own (one per test)."""
+    from tests.pg import with_schema
+
+    return with_schema(pg_server)

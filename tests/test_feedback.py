@@ -1,4 +1,8 @@
-"""Feedback store: round trip, id types, validation, threads, and survival of kill -9."""
+"""Feedback store: round trip, id types, validation, threads, and survival of kill -9.
+
+Every contract test runs against both backends: embedded SQLite and a real PostgreSQL
+server (``pg_url``, started once per session by ``tests/conftest.py``).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,14 @@ import pandas as pd
 import pytest
 
 from recommender.errors import InputError, ValidationError
-from recommender.feedback import EVENT_COLUMNS, FeedbackStore, fold_events, to_history
+from recommender.feedback import (
+    EVENT_COLUMNS,
+    EventStore,
+    FeedbackStore,
+    fold_events,
+    open_store,
+    to_history,
+)
 
 EVENTS = [
     {"user_id": 1, "item_id": 10, "timestamp": 300, "rating": 4.0},
@@ -25,14 +36,48 @@ EVENTS = [
 ]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request, tmp_path: Path) -> str:
+    """Where a fresh store lives: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        return str(tmp_path / "fb" / "feedback.db")
+    return request.getfixturevalue("pg_url")
+
+
 @pytest.fixture
-def store(tmp_path: Path):  # noqa: ANN201
-    s = FeedbackStore(tmp_path / "fb" / "feedback.db")
+def store(target: str):  # noqa: ANN201
+    s = open_store(target)
     yield s
     s.close()
 
 
-def test_round_trip(store: FeedbackStore) -> None:
+def test_open_store_picks_the_backend(store: EventStore, target: str) -> None:
+    pg = target.startswith("postgresql://")
+    assert type(store).__name__ == ("PostgresFeedbackStore" if pg else "FeedbackStore")
+    if pg:  # the short scheme is the same database
+        store.append(EVENTS[:1])
+        with open_store(target.replace("postgresql://", "postgres://", 1)) as other:
+            assert other.count() == 1
+
+
+def test_open_store_rejects_other_urls() -> None:
+    with pytest.raises(InputError) as err:
+        open_store("mysql://db/feedback")
+    assert err.value.field == "RECBENTO_FEEDBACK_DB" and "postgresql://" in err.value.message
+
+
+def test_unreachable_database_is_a_clear_error() -> None:
+    from recommender.errors import StorageError
+    from tests.procs import free_port
+
+    url = f"postgresql://recbento:s3cret@127.0.0.1:{free_port()}/recbento"
+    with pytest.raises(StorageError) as err:
+        open_store(url, timeout=1)
+    assert err.value.status_code == 503 and "cannot be reached" in err.value.message
+    assert "s3cret" not in err.value.message  # the password never reaches logs
+
+
+def test_round_trip(store: EventStore) -> None:
     assert store.append(EVENTS) == 3
     assert store.count() == 3
     df = store.all_events()
@@ -46,14 +91,16 @@ def test_round_trip(store: FeedbackStore) -> None:
     assert store.events_for_user(3).empty
 
 
-def test_wal_and_full_sync(store: FeedbackStore) -> None:
+def test_wal_and_full_sync(tmp_path: Path) -> None:
+    store = FeedbackStore(tmp_path / "feedback.db")
     conn = sqlite3.connect(store.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
     assert store._query("PRAGMA synchronous", [])[0][0] == 2  # FULL
+    store.close()
 
 
-def test_id_types_preserved(store: FeedbackStore) -> None:
+def test_id_types_preserved(store: EventStore) -> None:
     store.append(
         pd.DataFrame(
             {
@@ -72,7 +119,7 @@ def test_id_types_preserved(store: FeedbackStore) -> None:
     assert store.events_for_user(7)["item_id"].tolist() == ["1"]
 
 
-def test_append_events_returns_what_was_stored(store: FeedbackStore) -> None:
+def test_append_events_returns_what_was_stored(store: EventStore) -> None:
     store.append(EVENTS[:1])
     stored = store.append_events(
         [{"user_id": "9", "item_id": 10, "timestamp": "1970-01-01T00:01:40Z"}], user_key=int
@@ -87,7 +134,7 @@ def test_append_events_returns_what_was_stored(store: FeedbackStore) -> None:
     assert store.append_events([]).empty
 
 
-def test_since_until_by_sequence(store: FeedbackStore) -> None:
+def test_since_until_by_sequence(store: EventStore) -> None:
     store.append(EVENTS[:2])
     mark = store.last_seq()
     store.append(EVENTS[2:])
@@ -101,20 +148,22 @@ def test_since_until_by_sequence(store: FeedbackStore) -> None:
     [
         ({"item_id": 1, "timestamp": 1}, "events[1].user_id"),
         ({"user_id": 1, "item_id": 1, "timestamp": "yesterday"}, "events[1].timestamp"),
+        ({"user_id": 1, "item_id": 1, "timestamp": 1e300}, "events[1].timestamp"),
+        ({"user_id": 1, "item_id": 1, "timestamp": "1e400"}, "events[1].timestamp"),
         ({"user_id": 1, "item_id": 1, "timestamp": 1, "rating": "x"}, "events[1].rating"),
         ({"user_id": 1, "item_id": 1, "timestamp": 1, "weight": -1}, "events[1].weight"),
         ({"user_id": True, "item_id": 1, "timestamp": 1}, "events[1].user_id"),
         ({"user_id": 1, "item_id": [1], "timestamp": 1}, "events[1].item_id"),
     ],
 )
-def test_bad_event_stores_nothing(store: FeedbackStore, event: dict, field: str) -> None:
+def test_bad_event_stores_nothing(store: EventStore, event: dict, field: str) -> None:
     with pytest.raises(InputError) as err:
         store.append([EVENTS[0], event])
     assert err.value.field == field
     assert store.count() == 0
 
 
-def test_schema_validation_against_catalogue(store: FeedbackStore) -> None:
+def test_schema_validation_against_catalogue(store: EventStore) -> None:
     items = pd.DataFrame({"item_id": [10, 11], "title": ["A", "B"]})
     with pytest.raises(ValidationError) as err:
         store.append([EVENTS[0], {"user_id": 1, "item_id": 99, "timestamp": 1}], items=items)
@@ -124,7 +173,7 @@ def test_schema_validation_against_catalogue(store: FeedbackStore) -> None:
     assert store.events_for_user(1)["item_id"].tolist() == [11]  # normalised like the log
 
 
-def test_user_key_maps_ids_to_the_log_type(store: FeedbackStore) -> None:
+def test_user_key_maps_ids_to_the_log_type(store: EventStore) -> None:
     items = pd.DataFrame({"item_id": ["a", "b"], "title": ["A", "B"]})
     # The schema alone would turn an all-digit request's "1" into the int 1; a model
     # whose log has string user ids wants "1" kept as a string.
@@ -133,7 +182,7 @@ def test_user_key_maps_ids_to_the_log_type(store: FeedbackStore) -> None:
     assert store.events_for_user(1).empty
 
 
-def test_to_history(store: FeedbackStore) -> None:
+def test_to_history(store: EventStore) -> None:
     store.append(EVENTS + [{"user_id": 1, "item_id": 999, "timestamp": 50}])
     h = to_history(store.events_for_user(1), {10: 0, 11: 1})
     assert h.items.tolist() == [1, 0]  # 999 is not in the catalogue
@@ -141,7 +190,7 @@ def test_to_history(store: FeedbackStore) -> None:
     assert h.weights.tolist() == [2.0, 4.0]
 
 
-def test_fold_events_for_refresh(store: FeedbackStore) -> None:
+def test_fold_events_for_refresh(store: EventStore) -> None:
     log = pd.DataFrame({"user_id": [1], "item_id": [12], "timestamp": [50], "weight": [1.0]})
     store.append(EVENTS[:2])
     folded, seq = fold_events(log, store)
@@ -153,13 +202,12 @@ def test_fold_events_for_refresh(store: FeedbackStore) -> None:
     assert seq2 == 3 and len(again) == 4  # only the new event is added
 
 
-def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "feedback.db"
-    shared = FeedbackStore(path)
+def test_concurrent_writers_lose_nothing(target: str) -> None:
+    shared = open_store(target)
     n_threads, per_thread = 8, 25
 
     def writer(t: int) -> None:
-        own = FeedbackStore(path) if t % 2 else shared  # private and shared connections
+        own = open_store(target) if t % 2 else shared  # private and shared connections
         for i in range(per_thread):
             own.append([{"user_id": t, "item_id": f"i{i}", "timestamp": i}])
         if own is not shared:
@@ -177,8 +225,69 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     shared.close()
 
 
-def test_closed_store_raises(tmp_path: Path) -> None:
-    store = FeedbackStore(tmp_path / "f.db")
+def test_high_water_marks_see_every_event_once_under_concurrent_writers(target: str) -> None:
+    """What a replica's sync does: read ``seq > mark``, move the mark to the largest seq.
+
+    With writers racing, a seq may be drawn before a smaller one commits; a store whose
+    seq order were not commit order would let the mark jump past an event for good.
+    """
+    n_threads, per_thread = 8, 30
+    acked: list[int] = []
+    acked_lock = threading.Lock()
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer(t: int) -> None:
+        try:
+            with open_store(target) as own:
+                for i in range(per_thread):
+                    batch = [{"user_id": t, "item_id": f"i{i}", "timestamp": i}] * 3
+                    seqs = own.append_events(batch).index.tolist()
+                    with acked_lock:
+                        acked.extend(seqs)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    reader = open_store(target)
+    seen: list[int] = []
+    mark = 0
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(n_threads)]
+    for th in threads:
+        th.start()
+    watcher = threading.Thread(target=lambda: [th.join() for th in threads] and done.set())
+    watcher.start()
+    reads = 0
+    while True:
+        finished = done.is_set()  # read once more after the last writer returned
+        if reader.last_seq() > mark:
+            new = reader.all_events(since=mark)
+            seen.extend(new.index.tolist())
+            mark = max(mark, int(new.index.max()))
+            reads += 1
+        if finished:
+            break
+    watcher.join()
+    reader.close()
+    assert not errors, errors
+    assert len(acked) == n_threads * per_thread * 3
+    assert reads > 1  # the reader really raced the writers
+    assert sorted(seen) == sorted(acked)  # every acknowledged event, exactly once
+
+
+def test_copy_keeps_every_seq_and_numbers_new_events_after(target: str, tmp_path: Path) -> None:
+    with FeedbackStore(tmp_path / "old.db") as old:
+        old.append(EVENTS)
+        old.append([{"user_id": "7", "item_id": "a", "timestamp": 5}])
+        with open_store(target) as new:
+            assert new.copy_from(old, batch=2) == 4
+            pd.testing.assert_frame_equal(new.all_events(), old.all_events())
+            assert new.append_events(EVENTS[:1]).index.tolist() == [5]
+            with pytest.raises(InputError, match="empty store"):
+                new.copy_from(old)
+
+
+def test_closed_store_raises(target: str) -> None:
+    store = open_store(target)
     store.close()
     with pytest.raises(InputError, match="closed"):
         store.append(EVENTS)
@@ -187,9 +296,9 @@ def test_closed_store_raises(tmp_path: Path) -> None:
 _WRITER = textwrap.dedent(
     """
     import sys
-    from recommender.feedback import FeedbackStore
+    from recommender.feedback import open_store
 
-    store = FeedbackStore(sys.argv[1])
+    store = open_store(sys.argv[1])
     for i in range(100_000):
         store.append([{"user_id": "u", "item_id": i, "timestamp": i}])
         print("acked", i, flush=True)
@@ -197,8 +306,8 @@ _WRITER = textwrap.dedent(
 )
 
 
-def test_acknowledged_events_survive_kill_9(tmp_path: Path) -> None:
-    path = tmp_path / "feedback.db"
+def test_acknowledged_events_survive_kill_9(target: str) -> None:
+    path = target
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root)}
     proc = subprocess.Popen(
@@ -221,7 +330,7 @@ def test_acknowledged_events_survive_kill_9(tmp_path: Path) -> None:
             proc.kill()
     acked += [int(line.split()[1]) for line in rest.splitlines() if line.startswith("acked")]
     assert proc.returncode == -signal.SIGKILL
-    with FeedbackStore(path) as reopened:
+    with open_store(path) as reopened:
         stored = set(reopened.all_events()["item_id"].tolist())
     assert len(acked) >= 200
     assert set(acked) <= stored
