@@ -17,6 +17,7 @@ recommender.errors.InputError: serving: unknown key(s) ['k_maks']; expected some
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -26,7 +27,9 @@ from recommender.rerank import RERANK_KNOBS, RerankConfig
 
 __all__ = [
     "DEFAULT_ENCODER",
+    "EVENT_TYPES",
     "EncoderConfig",
+    "EventWeights",
     "KNOBS",
     "ModelConfig",
     "ServingConfig",
@@ -40,6 +43,18 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 KNOBS: tuple[str, ...] = ("kg_weight", *RERANK_KNOBS)
 
 T = TypeVar("T")
+
+#: What a feedback event may say happened. An event without a type is a ``view``.
+EVENT_TYPES: tuple[str, ...] = (
+    "impression",
+    "click",
+    "view",
+    "like",
+    "dislike",
+    "add_to_cart",
+    "purchase",
+    "rating",
+)
 
 
 def from_mapping(cls: type[T], config: Mapping[str, Any] | None, section: str) -> T:
@@ -178,17 +193,78 @@ class ServingConfig:
 
 
 @dataclass(frozen=True)
+class EventWeights:
+    """How much each feedback event type counts in a user's history.
+
+    An event's weight in a history is its own ``weight`` (given, else its ``rating``,
+    else 1) times the weight of its type, so an event without a type (a ``view``)
+    counts as it always did. ``impression`` (an item was shown) and ``dislike`` never
+    enter a history: a dislike removes the item from the user's future lists and
+    lowers its close neighbours by ``dislike_penalty`` standard deviations of the
+    relevance row times their cosine similarity with the disliked item.
+
+    >>> EventWeights.from_config({"purchase": 5}).weight("purchase")
+    5.0
+    >>> EventWeights().weight("impression"), EventWeights().weight(None)
+    (0.0, 1.0)
+    """
+
+    click: float = 0.5
+    view: float = 1.0
+    like: float = 2.0
+    add_to_cart: float = 2.0
+    purchase: float = 3.0
+    rating: float = 1.0
+    dislike_penalty: float = 0.5
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if not ok or not math.isfinite(v) or v < 0:
+                raise InputError(
+                    f"event_weights.{f.name}={v!r}: expected a finite number >= 0",
+                    field=f"event_weights.{f.name}",
+                    value=v,
+                )
+            object.__setattr__(self, f.name, float(v))
+
+    def weight(self, event_type: str | None) -> float:
+        """The multiplier of ``event_type`` (0 for types that are not interactions)."""
+        if event_type is None or event_type != event_type:  # None or NaN: a plain view
+            return self.view
+        if event_type in ("impression", "dislike"):
+            return 0.0
+        if event_type not in EVENT_TYPES:
+            raise InputError(
+                f"type={event_type!r}: expected one of {list(EVENT_TYPES)}",
+                field="type",
+                value=event_type,
+            )
+        return float(getattr(self, event_type))
+
+    def get_config(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> EventWeights:
+        return from_mapping(cls, config, "event_weights")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """All of ``config.json``: every section typed, unknown keys rejected.
 
     ``rerank`` holds the reranker's weights; ``rerank_enabled`` turns it off for the
-    model. ``graph`` and ``train`` are the configs of the graph and the tower (their
-    own classes validate them when those parts are built).
+    model. ``event_weights`` says how much each feedback event type counts. ``graph``
+    and ``train`` are the configs of the graph and the tower (their own classes
+    validate them when those parts are built).
     """
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     rerank: RerankConfig = field(default_factory=RerankConfig)
+    event_weights: EventWeights = field(default_factory=EventWeights)
     rerank_enabled: bool = True
     graph: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
@@ -207,6 +283,7 @@ class ModelConfig:
         out["encoder"] = self.encoder.get_config()
         out["serving"] = self.serving.get_config()
         out["rerank"] = self.rerank.get_config()
+        out["event_weights"] = self.event_weights.get_config()
         return out
 
     @classmethod
@@ -222,5 +299,6 @@ class ModelConfig:
             encoder=EncoderConfig.from_config(config.get("encoder")),
             serving=ServingConfig.from_config(config.get("serving")),
             rerank=RerankConfig.from_config(rerank),
+            event_weights=EventWeights.from_config(config.get("event_weights")),
             feedback_seq=int(config.get("feedback_seq") or 0),
         )

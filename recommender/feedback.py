@@ -1,7 +1,7 @@
 """Durable feedback store: interaction events acknowledged only once they are committed.
 
-Events (``user_id, item_id, timestamp`` and optional ``rating`` / ``weight``) go to an
-append-only log. Every backend keeps one contract, :class:`EventStore`:
+Events (``user_id, item_id, timestamp`` and optional ``rating``, ``weight``, ``type``
+and ``request_id``) go to an append-only log. Every backend keeps one contract, :class:`EventStore`:
 
 * :meth:`~EventStore.append` writes a whole request in one transaction and returns only
   after the commit, so an event the service acknowledged survives ``kill -9`` of the
@@ -95,8 +95,9 @@ class EventStore(ABC):
         ----------
         events : pandas.DataFrame or list of dict
             ``user_id``, ``item_id``, ``timestamp`` (unix seconds or ISO-8601) and
-            optionally ``rating`` and ``weight``. ``weight`` defaults to ``rating``,
-            else 1.0.
+            optionally ``rating``, ``weight`` (defaults to ``rating``, else 1.0),
+            ``type`` (one of :data:`recommender.config.EVENT_TYPES`; none means a
+            ``view``) and ``request_id`` (the recommend answer it reacts to).
         items : pandas.DataFrame, optional
             The catalogue. When given, events are validated with the interaction
             schema (:func:`recommender.schemas.validate_interactions`, unknown items
@@ -175,6 +176,20 @@ class EventStore(ABC):
             args.append(int(until))
         return events_frame(self._query(sql + " ORDER BY seq", args))
 
+    def dislikes(self, *, until: int | None = None) -> pd.DataFrame:
+        """Every ``dislike`` event (``seq <= until`` when given), in commit order.
+
+        Dislikes outlive refreshes (a refreshed model's histories leave them out), so a
+        server reads them all at start.
+        """
+        p = self._param
+        sql = f"{self._select()} WHERE event_type = {p}"
+        args: list[Any] = ["dislike"]
+        if until is not None:
+            sql += f" AND seq <= {p}"
+            args.append(int(until))
+        return events_frame(self._query(sql + " ORDER BY seq", args))
+
     def count(self) -> int:
         """Number of stored events."""
         return int(self._query(f"SELECT COUNT(*) FROM {self._table}", [])[0][0])
@@ -231,8 +246,15 @@ class EventStore(ABC):
     def _query(self, sql: str, args: list[Any]) -> list[tuple]:
         """Run a read-only query; all its rows."""
 
+    @abstractmethod
+    def _write(self, sql: str, rows: list[tuple]) -> None:
+        """Run ``sql`` once per row in one committed transaction (side tables)."""
+
     def _select(self) -> str:
-        return f"SELECT seq, user_id, item_id, timestamp, rating, weight FROM {self._table}"
+        return (
+            "SELECT seq, user_id, item_id, timestamp, rating, weight, event_type, request_id "
+            f"FROM {self._table}"
+        )
 
 
 _SCHEMA = """
@@ -243,11 +265,16 @@ CREATE TABLE IF NOT EXISTS events (
     timestamp   INTEGER NOT NULL,  -- unix seconds, when the user acted
     rating      REAL,
     weight      REAL    NOT NULL,
-    received_at REAL    NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
+    received_at REAL    NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0),
+    event_type  TEXT,              -- NULL: a view (events stored before types)
+    request_id  TEXT               -- the recommend answer the event reacts to
 );
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, seq);
 """
-_SCHEMA_VERSION = 1
+#: Version 2 added ``event_type`` and ``request_id`` (see :func:`_migrate`) and the
+#: side tables of :mod:`recommender.impressions`.
+_SCHEMA_VERSION = 2
+_ADDED_COLUMNS = (("event_type", "TEXT"), ("request_id", "TEXT"))
 
 
 class FeedbackStore(EventStore):
@@ -289,6 +316,11 @@ class FeedbackStore(EventStore):
                 value=self.path,
             )
         conn.executescript(_SCHEMA)
+        if version < _SCHEMA_VERSION:
+            _migrate(conn)
+        from recommender.impressions import SQLITE_SCHEMA
+
+        conn.executescript(SQLITE_SCHEMA)
         conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         log.info("feedback store %s open: %d events", self.path, self.count())
 
@@ -315,7 +347,8 @@ class FeedbackStore(EventStore):
                 conn.executemany(
                     "INSERT INTO events ("
                     + ("seq, " if seqs is not None else "")
-                    + "user_id, item_id, timestamp, rating, weight) VALUES (?, ?, ?, ?, ?"
+                    + "user_id, item_id, timestamp, rating, weight, event_type, request_id) "
+                    + "VALUES (?, ?, ?, ?, ?, ?, ?"
                     + (", ?)" if seqs is not None else ")"),
                     rows,
                 )
@@ -335,6 +368,36 @@ class FeedbackStore(EventStore):
     def _query(self, sql: str, args: list[Any]) -> list[tuple]:
         with self._lock:
             return self._connection().execute(sql, args).fetchall()
+
+    def _write(self, sql: str, rows: list[tuple]) -> None:
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(sql, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Add the columns of later schema versions to an older store, once.
+
+    Runs under the write lock, so two workers opening an old file together do not
+    both add a column.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        have = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+        for name, kind in _ADDED_COLUMNS:
+            if name not in have:
+                conn.execute(f"ALTER TABLE events ADD COLUMN {name} {kind}")
+                log.info("feedback store: added column events.%s", name)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def is_database_url(target: str | Path) -> bool:

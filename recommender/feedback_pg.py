@@ -55,7 +55,9 @@ __all__ = ["PostgresFeedbackStore", "redact"]
 log = logging.getLogger(__name__)
 
 _TABLE = "feedback_events"
-_SCHEMA_VERSION = 1
+#: Version 2 added ``event_type`` and ``request_id`` (existing tables gain them at open)
+#: and the side tables of :mod:`recommender.impressions`.
+_SCHEMA_VERSION = 2
 _SCHEMA = (
     f"""
     CREATE TABLE IF NOT EXISTS {_TABLE} (
@@ -68,21 +70,26 @@ _SCHEMA = (
         received_at TIMESTAMPTZ      NOT NULL DEFAULT now()
     )""",
     f"CREATE INDEX IF NOT EXISTS {_TABLE}_by_user ON {_TABLE} (user_id, seq)",
+    # schema 2: NULL event_type is a view (events stored before types)
+    f"ALTER TABLE {_TABLE} ADD COLUMN IF NOT EXISTS event_type TEXT",
+    f"ALTER TABLE {_TABLE} ADD COLUMN IF NOT EXISTS request_id TEXT",
 )
 #: Advisory-lock namespace ("recb"): high 32 bits of every lock key this module takes.
 _LOCK_SPACE = 0x72656362 << 32
 #: Taken while creating the schema, so replicas starting together do not race.
 _SCHEMA_LOCK = _LOCK_SPACE
 _INSERT = (
-    f"INSERT INTO {_TABLE} (user_id, item_id, timestamp, rating, weight) "
-    "SELECT u, i, t, r, w FROM unnest("
-    "%s::text[], %s::text[], %s::bigint[], %s::double precision[], %s::double precision[]"
-    ") WITH ORDINALITY AS e(u, i, t, r, w, n) ORDER BY n RETURNING seq"
+    f"INSERT INTO {_TABLE} (user_id, item_id, timestamp, rating, weight, event_type, request_id) "
+    "SELECT u, i, t, r, w, y, q FROM unnest("
+    "%s::text[], %s::text[], %s::bigint[], %s::double precision[], %s::double precision[], "
+    "%s::text[], %s::text[]) WITH ORDINALITY AS e(u, i, t, r, w, y, q, n) ORDER BY n "
+    "RETURNING seq"
 )
 _COPY = (
-    f"INSERT INTO {_TABLE} (seq, user_id, item_id, timestamp, rating, weight) "
+    f"INSERT INTO {_TABLE} "
+    "(seq, user_id, item_id, timestamp, rating, weight, event_type, request_id) "
     "OVERRIDING SYSTEM VALUE SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], "
-    "%s::bigint[], %s::double precision[], %s::double precision[])"
+    "%s::bigint[], %s::double precision[], %s::double precision[], %s::text[], %s::text[])"
 )
 _RESYNC = (
     f"SELECT setval(pg_get_serial_sequence('{_TABLE}', 'seq'), (SELECT MAX(seq) FROM {_TABLE}))"
@@ -143,8 +150,7 @@ class PostgresFeedbackStore(EventStore):
         except self._errors as exc:
             self._pool.close()
             raise StorageError(
-                f"feedback database {redact(url)} cannot be reached within {timeout:.0f} s: "
-                f"{exc}",
+                f"feedback database {redact(url)} cannot be reached within {timeout:.0f} s: {exc}",
                 field="RECBENTO_FEEDBACK_DB",
                 value=redact(url),
             ) from exc
@@ -157,7 +163,9 @@ class PostgresFeedbackStore(EventStore):
         """Create the table (once, under a lock), check its version; the writers' lock key."""
         with self._pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", [_SCHEMA_LOCK])
-            for statement in _SCHEMA:
+            from recommender.impressions import POSTGRES_SCHEMA
+
+            for statement in (*_SCHEMA, *POSTGRES_SCHEMA):
                 conn.execute(statement)
             oid, comment = conn.execute(
                 "SELECT c.oid, obj_description(c.oid, 'pg_class') FROM pg_class c "
@@ -173,7 +181,7 @@ class PostgresFeedbackStore(EventStore):
                     field="RECBENTO_FEEDBACK_DB",
                     value=redact(self.url),
                 )
-            if not found:
+            if not found or version < _SCHEMA_VERSION:
                 conn.execute(
                     f"COMMENT ON TABLE {_TABLE} IS "
                     f"'recbento feedback events, schema {_SCHEMA_VERSION}'"
@@ -223,6 +231,13 @@ class PostgresFeedbackStore(EventStore):
                     raise self._unavailable(exc) from exc
                 log.warning("feedback database read failed, retrying once: %s", exc)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _write(self, sql: str, rows: list[tuple]) -> None:
+        try:
+            with self._connection(self._timeout) as conn, conn.transaction():
+                conn.cursor().executemany(sql, rows)
+        except self._errors as exc:
+            raise self._unavailable(exc) from exc
 
     def _connection(self, wait: float) -> Any:
         pool = self._pool

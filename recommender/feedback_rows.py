@@ -1,11 +1,13 @@
 """Feedback events on their way into and out of a store, the same for every backend.
 
 :func:`event_rows` validates a request's events and turns them into storage rows
-``(user_id, item_id, timestamp, rating, weight)``; :func:`events_frame` turns stored
-rows (with their ``seq``) back into the frame every store returns; :func:`fold_events`
-and :func:`to_history` hand stored events to a model. Ids are stored
-JSON-encoded so that they keep their type: ``7`` comes back as the int ``7`` and
-``"7"`` as the string ``"7"``.
+``(user_id, item_id, timestamp, rating, weight, type, request_id)``;
+:func:`events_frame` turns stored rows (with their ``seq``) back into the frame every
+store returns; :func:`fold_events` and :func:`to_history` hand stored events to a
+model, and :func:`weigh_events` turns typed events into history rows (each type's
+weight applied; impressions and dislikes left out). Ids are stored JSON-encoded so
+that they keep their type: ``7`` comes back as the int ``7`` and ``"7"`` as the
+string ``"7"``.
 """
 
 from __future__ import annotations
@@ -28,12 +30,16 @@ __all__ = [
     "events_frame",
     "fold_events",
     "to_history",
+    "weigh_events",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Columns of every frame a feedback store returns (its index is the event's ``seq``).
-EVENT_COLUMNS = ("user_id", "item_id", "timestamp", "rating", "weight")
+EVENT_COLUMNS = ("user_id", "item_id", "timestamp", "rating", "weight", "type", "request_id")
+
+#: Longest ``request_id`` an event may carry (a uuid4 hex is 32).
+MAX_REQUEST_ID = 64
 
 
 def event_rows(
@@ -77,7 +83,7 @@ def event_rows(
 
 
 def events_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
-    """Stored rows ``(seq, user_id, item_id, timestamp, rating, weight)`` as a frame.
+    """Stored rows ``(seq, user_id, item_id, timestamp, rating, weight, type, request_id)``.
 
     Columns :data:`EVENT_COLUMNS` with ids decoded to their original type (an all-int
     column becomes ``int64``), indexed by ``seq``.
@@ -91,13 +97,15 @@ def events_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
     df["rating"] = df["rating"].astype("float64")
     df["weight"] = df["weight"].astype("float64")
     df["seq"] = df["seq"].astype("int64")
+    for col in ("type", "request_id"):
+        df[col] = df[col].astype(object).where(df[col].notna(), None)
     out = df[list(EVENT_COLUMNS)]
     out.index = pd.Index(df["seq"].to_numpy(), name="seq")
     return out
 
 
 def fold_events(
-    interactions: pd.DataFrame, store: Any, since: int | None = None
+    interactions: pd.DataFrame, store: Any, since: int | None = None, weights: Any = None
 ) -> tuple[pd.DataFrame, int]:
     """The interaction log with the store's events after ``since`` appended (for refresh).
 
@@ -109,6 +117,9 @@ def fold_events(
         The feedback store.
     since : int, optional
         The ``feedback_seq`` recorded by the previous refresh (None: every event).
+    weights : recommender.config.EventWeights, optional
+        The model's weights per event type (:func:`weigh_events`): impressions and
+        dislikes are left out, other events weighted by their type.
 
     Returns
     -------
@@ -120,6 +131,7 @@ def fold_events(
     """
     until = store.last_seq()
     new = store.all_events(since=since, until=until).reset_index(drop=True)
+    new, _ = weigh_events(new, weights)
     if "rating" not in interactions.columns and new["rating"].isna().all():
         new = new.drop(columns="rating")
     out = pd.concat([interactions, new], ignore_index=True)
@@ -128,7 +140,7 @@ def fold_events(
         if kinds == {int}:
             out[col] = out[col].astype("int64")
     out = out.sort_values(["user_id", "timestamp", "item_id"], kind="stable", key=_sort_key)
-    log.info("folded %d feedback events (seq %s..%d)", len(new), since or 0, until)
+    log.info("folded %d feedback interactions (seq %s..%d)", len(new), since or 0, until)
     return out.reset_index(drop=True), until
 
 
@@ -158,6 +170,44 @@ def to_history(events: pd.DataFrame, item_index: Mapping[Any, int]) -> Any:
     )
 
 
+def weigh_events(events: pd.DataFrame, weights: Any = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split typed events into history rows and dislikes.
+
+    Parameters
+    ----------
+    events : pandas.DataFrame
+        Events or an interaction log; a ``type`` column is optional (missing or empty
+        means ``view``).
+    weights : recommender.config.EventWeights, optional
+        The model's weights per type (defaults when omitted).
+
+    Returns
+    -------
+    history : pandas.DataFrame
+        The rows that count as interactions, ``weight`` multiplied by their type's
+        weight, without the ``type`` and ``request_id`` columns; impressions, dislikes
+        and types weighted 0 are left out.
+    dislikes : pandas.DataFrame
+        The ``dislike`` rows, as given.
+    """
+    from recommender.config import EventWeights
+
+    if "type" not in events.columns:
+        return events, events.iloc[:0]
+    weights = weights or EventWeights()
+    types = events["type"].astype(object).where(events["type"].notna(), None)
+    factor = types.map(weights.weight).to_numpy(dtype=np.float64)
+    base = (
+        events["weight"].fillna(1.0).to_numpy(dtype=np.float64)
+        if "weight" in events.columns
+        else np.ones(len(events))
+    )
+    keep = factor > 0
+    history = events.drop(columns=[c for c in ("type", "request_id") if c in events.columns])
+    history = history.assign(weight=base * factor)[keep]
+    return history, events[(types == "dislike").to_numpy()]
+
+
 # ------------------------------------------------------------------ row checks
 def _row(rec: Mapping[str, Any], n: int) -> tuple:
     for col in ("user_id", "item_id", "timestamp"):
@@ -179,7 +229,36 @@ def _row(rec: Mapping[str, Any], n: int) -> tuple:
         _timestamp(rec["timestamp"], n),
         rating,
         float(weight),
+        _event_type(rec.get("type"), n),
+        _request_id(rec.get("request_id"), n),
     )
+
+
+def _event_type(v: Any, n: int) -> str | None:
+    from recommender.config import EVENT_TYPES
+
+    if _missing(v):
+        return None
+    if v not in EVENT_TYPES:
+        raise InputError(
+            f"events[{n}].type={v!r}: expected one of {list(EVENT_TYPES)}",
+            field=f"events[{n}].type",
+            value=v,
+        )
+    return str(v)
+
+
+def _request_id(v: Any, n: int) -> str | None:
+    if _missing(v):
+        return None
+    if not isinstance(v, str) or not 0 < len(v) <= MAX_REQUEST_ID:
+        raise InputError(
+            f"events[{n}].request_id={v!r}: expected the request_id of a recommend "
+            f"answer (a string of 1 to {MAX_REQUEST_ID} characters)",
+            field=f"events[{n}].request_id",
+            value=v,
+        )
+    return v
 
 
 def _missing(v: Any) -> bool:

@@ -27,9 +27,10 @@ import numpy as np
 import pandas as pd
 
 from recommender.bundle import Bundle, load_from_store, save_to_store
-from recommender.config import ServingConfig
+from recommender.config import ModelConfig, ServingConfig
 from recommender.errors import InputError, StorageError
 from recommender.feedback import EventStore, fold_events, open_store
+from recommender.feedback_rows import weigh_events
 from recommender.history import Histories
 from recommender.schemas import ItemSchema, Tables
 
@@ -111,7 +112,8 @@ def refresh(
     t0 = time.perf_counter()
     with open_store(target) as store:
         n_old = len(bundle.interactions)
-        interactions, seq = fold_events(bundle.interactions, store, since=since)
+        weights = ModelConfig.from_config(bundle.config).event_weights
+        interactions, seq = fold_events(bundle.interactions, store, since=since, weights=weights)
     known = interactions["item_id"].isin(set(bundle.items[ItemSchema.item_id].tolist()))
     n_skipped = int((~known).sum())
     if n_skipped:
@@ -179,13 +181,16 @@ def open_feedback(model: LoadedModel, path: str | Path | None = None) -> EventSt
     :func:`feedback_db_path`).
 
     Only events after the bundle's ``feedback_seq`` (those not folded in by a refresh)
-    are replayed, so a restarted server reflects every acknowledged event. Events for
-    items no longer in the catalogue are skipped and logged.
+    are replayed, so a restarted server reflects every acknowledged event. Dislikes are
+    all replayed (a refresh leaves them out of the histories). Events for items no
+    longer in the catalogue are skipped and logged.
     """
     store = open_store(path if path is not None else feedback_db_path(model.tag or "model"))
     model.live.seq = model.config.feedback_seq
     try:
         _check_not_behind(store, model.live.seq)
+        folded = store.dislikes(until=model.live.seq)
+        apply_events(model, folded[folded["item_id"].map(model.catalogue.has).to_numpy(bool)])
         n = sync_feedback(model, store, strict=True)
     except BaseException:
         store.close()
@@ -271,13 +276,24 @@ def _warn_stale(exc: StorageError) -> None:
 
 
 def apply_events(model: LoadedModel, events: pd.DataFrame) -> int:
-    """Fold validated events (``user_id, item_id, timestamp[, weight]``) into live histories.
+    """Fold validated events (``user_id, item_id, timestamp[, weight, type]``) into ``model``.
 
-    Unknown items raise :class:`~recommender.errors.NotFoundError` naming the row.
+    Interactions join the users' live histories weighted by their type
+    (``model.config.event_weights``); dislikes go to the users' disliked items;
+    impressions are left out. Unknown items raise
+    :class:`~recommender.errors.NotFoundError` naming the row.
     """
     if len(events) == 0:
         return 0
+    events, dislikes = weigh_events(events, model.config.event_weights)
     cat = model.catalogue
+    if len(dislikes):
+        model.live.dislike(
+            [cat.user_key(u) for u in dislikes["user_id"].tolist()],
+            np.array([cat.row(i, field="item_id") for i in dislikes["item_id"]], dtype=np.int64),
+        )
+    if len(events) == 0:
+        return len(dislikes)
     rows = np.array(
         [cat.row(i, field=f"events[{n}].item_id") for n, i in enumerate(events["item_id"])],
         dtype=np.int64,
@@ -288,7 +304,8 @@ def apply_events(model: LoadedModel, events: pd.DataFrame) -> int:
         else np.ones(len(rows))
     )
     users = [cat.user_key(u) for u in events["user_id"].tolist()]
-    return model.live.add(users, rows, events["timestamp"].to_numpy(dtype=np.int64), weights)
+    n = model.live.add(users, rows, events["timestamp"].to_numpy(dtype=np.int64), weights)
+    return n + len(dislikes)
 
 
 def record_feedback(

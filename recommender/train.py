@@ -143,7 +143,9 @@ def sequences_from_interactions(
     Parameters
     ----------
     interactions : DataFrame
-        ``user_id``, ``item_id``, ``timestamp``.
+        ``user_id``, ``item_id``, ``timestamp``; with a ``type`` column (typed
+        feedback), impressions and dislikes are left out
+        (:func:`recommender.feedback_rows.weigh_events`).
     item_ids : array-like
         The catalogue's ``item_id`` column; position = item index.
 
@@ -154,6 +156,9 @@ def sequences_from_interactions(
     sequences : list of int64 ndarray
         ``sequences[j]`` are the item indices of ``user_ids[j]``, oldest first.
     """
+    from recommender.feedback_rows import weigh_events
+
+    interactions, _ = weigh_events(interactions)
     index = pd.Series(np.arange(len(item_ids)), index=pd.Index(item_ids))
     df = interactions.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
     idx = index.reindex(df["item_id"].to_numpy()).to_numpy()

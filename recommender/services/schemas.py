@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from recommender.errors import InputError
+from recommender.feedback_rows import MAX_REQUEST_ID
 from recommender.serving import GroupRequest, Request
 
 __all__ = [
@@ -35,6 +36,11 @@ Filters = dict[str, list[str]]
 Knobs = dict[str, Annotated[float, Field(allow_inf_nan=False)]]
 
 Id = int | str
+
+#: Feedback event types (:data:`recommender.config.EVENT_TYPES`).
+EventType = Literal[
+    "impression", "click", "view", "like", "dislike", "add_to_cart", "purchase", "rating"
+]
 
 
 class _Body(BaseModel):
@@ -103,10 +109,22 @@ class FeedbackEvent(_Body):
     timestamp: Annotated[Id, Field(description="unix seconds or an ISO-8601 time")]
     rating: Annotated[float | None, Field(allow_inf_nan=False)] = None
     weight: Annotated[float | None, Field(allow_inf_nan=False, ge=0)] = None
+    type: Annotated[
+        EventType | None,
+        Field(description="what happened (none: a view); weighted by the model's event_weights"),
+    ] = None
+    request_id: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=MAX_REQUEST_ID,
+            description="the request_id of the recommend answer the user reacted to",
+        ),
+    ] = None
 
     def checked(self, n: int) -> dict[str, Any]:
         """The event as a dict, text fields checked (field names ``events[n].x``)."""
-        for name in ("user_id", "item_id", "timestamp"):
+        for name in ("user_id", "item_id", "timestamp", "request_id"):
             check_text(getattr(self, name), f"events[{n}].{name}")
         return dict(self)
 

@@ -2,7 +2,9 @@
 
 The feedback side owns this object (see :mod:`recommender.refresh`): it appends the
 events the feedback store has committed and remembers the newest one applied
-(``seq``); the request path only reads it, through :meth:`LiveHistories.get`.
+(``seq``); the request path only reads it, through :meth:`LiveHistories.get` and
+:meth:`LiveHistories.disliked` (items a user disliked: never recommended to them again,
+their neighbours lowered).
 
 Examples
 --------
@@ -12,6 +14,10 @@ Examples
 2
 >>> live.get("u1").items.tolist(), "u2" in live
 ([3, 5], False)
+>>> live.dislike(["u2"], np.array([4]))
+1
+>>> live.disliked("u2").tolist(), "u2" in live
+([4], False)
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import numpy as np
 from recommender.history import History
 
 __all__ = ["LiveHistories"]
+
+_NONE = np.zeros(0, dtype=np.int64)
 
 
 class LiveHistories:
@@ -44,6 +52,7 @@ class LiveHistories:
         self.sync_lock = threading.Lock()
         self._lock = threading.Lock()
         self._by_user: dict[Any, History] = {}
+        self._disliked: dict[Any, np.ndarray] = {}
 
     def __contains__(self, user_key: object) -> bool:
         return user_key in self._by_user
@@ -54,6 +63,18 @@ class LiveHistories:
     def get(self, user_key: Any) -> History | None:
         """The user's live history, ``None`` when there is none."""
         return self._by_user.get(user_key)
+
+    def disliked(self, user_key: Any) -> np.ndarray:
+        """Item rows the user disliked, sorted (empty when none)."""
+        return self._disliked.get(user_key, _NONE)
+
+    def dislike(self, user_keys: Sequence[Any], rows: np.ndarray) -> int:
+        """Record that each user disliked the item row at the same position."""
+        rows = np.asarray(rows, dtype=np.int64)
+        with self._lock:
+            for u, r in zip(user_keys, rows, strict=True):
+                self._disliked[u] = np.union1d(self._disliked.get(u, _NONE), [r])
+        return len(rows)
 
     def add(
         self,

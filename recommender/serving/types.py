@@ -99,7 +99,10 @@ class UserState:
     cold : bool
         No history and no query: popularity answers.
     seen : ndarray
-        Item indices never returned (seen, when ``exclude_seen``, and ``exclude_items``).
+        Item indices never returned (seen, when ``exclude_seen``, disliked, and
+        ``exclude_items``).
+    disliked : ndarray
+        Item indices the user disliked: their close neighbours are lowered.
     allowed : ndarray or None
         Items passing the request's attribute filters (``None``: every item).
     query_entities, query_items :
@@ -118,6 +121,7 @@ class UserState:
     query_vector: np.ndarray | None
     cold: bool
     seen: np.ndarray
+    disliked: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     allowed: np.ndarray | None = None
     query_entities: list[str] = field(default_factory=list)
     query_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))

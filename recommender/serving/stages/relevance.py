@@ -4,7 +4,8 @@ Text relevance is the cosine of the user vector with every item: one matrix prod
 for the batch (or the approximate index's candidates on large catalogues). With a
 trained tower, requests with a history are scored by the tower and its collaborative
 hybrid instead, a query on top blended in as standardised text relevance. Cold starts
-get popularity.
+get popularity. Items close to what the user disliked are lowered last
+(:func:`lower_disliked_neighbours`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from recommender.serving.types import Request, UserState
 if TYPE_CHECKING:
     from recommender.serving.model import LoadedModel
 
-__all__ = ["relevance", "popularity_scores", "zscore"]
+__all__ = ["lower_disliked_neighbours", "relevance", "popularity_scores", "zscore"]
 
 
 def relevance(
@@ -46,10 +47,38 @@ def relevance(
             if q is not None:
                 row = (1 - w) * row + w * zscore(model.item_vectors @ q)
             scores[i] = row
+    penalty = model.config.event_weights.dislike_penalty
     for i, st in enumerate(states):
         if st.cold:
             scores[i] = popularity_scores(model)
+        if len(st.disliked):
+            scores[i] = lower_disliked_neighbours(
+                scores[i], model.item_vectors, st.disliked, penalty
+            )
     return scores, trained
+
+
+def lower_disliked_neighbours(
+    row: np.ndarray, item_vectors: np.ndarray, disliked: np.ndarray, penalty: float
+) -> np.ndarray:
+    """``row`` minus ``penalty`` x its spread x each item's similarity to a disliked item.
+
+    The similarity is the largest cosine with any disliked item, floored at 0, so
+    unrelated items keep their score; the spread (standard deviation of the finite
+    scores) puts the penalty on the row's own scale, whatever scored it.
+
+    >>> V = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]], dtype=np.float32)
+    >>> lower_disliked_neighbours(np.array([1.0, 2.0, 3.0]), V, np.array([0]), 1.0).round(2)
+    array([0.18, 1.35, 3.  ])
+    """
+    if len(disliked) == 0 or penalty <= 0:
+        return row
+    finite = np.isfinite(row)
+    spread = float(row[finite].std()) if finite.any() else 0.0
+    if spread == 0.0:
+        return row
+    sim = np.clip((item_vectors @ item_vectors[disliked].T).max(axis=1), 0.0, None)
+    return (row - penalty * spread * sim).astype(row.dtype, copy=False)
 
 
 def _approximate(

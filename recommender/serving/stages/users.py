@@ -33,6 +33,10 @@ def user_states(model: LoadedModel, reqs: Sequence[Request]) -> list[UserState]:
         h = full.last(s.history_max)
         w = recency_weights(h, half_life_days=s.half_life_days, position_decay=s.position_decay)
         seen = np.unique(full.items) if req.exclude_seen else _NONE
+        disliked = _NONE
+        if req.user_id is not None:  # never again what the user disliked
+            disliked = model.live.disliked(model.catalogue.user_key(req.user_id))
+            seen = np.union1d(seen, disliked)
         if req.exclude_items:
             seen = np.union1d(seen, model.catalogue.rows(req.exclude_items, "exclude_items"))
         states.append(
@@ -43,6 +47,7 @@ def user_states(model: LoadedModel, reqs: Sequence[Request]) -> list[UserState]:
                 query_vector=None,
                 cold=len(h) == 0,
                 seen=seen,
+                disliked=disliked,
                 allowed=model.catalogue.allowed(req.include, req.exclude),
             )
         )
