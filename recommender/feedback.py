@@ -272,7 +272,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, seq);
 """
 #: Version 2 added ``event_type`` and ``request_id`` (see :func:`_migrate`) and the
-#: side tables of :mod:`recommender.impressions`.
+#: side tables of :mod:`recommender.impressions` and :mod:`recommender.experiments`.
 _SCHEMA_VERSION = 2
 _ADDED_COLUMNS = (("event_type", "TEXT"), ("request_id", "TEXT"))
 
@@ -318,9 +318,9 @@ class FeedbackStore(EventStore):
         conn.executescript(_SCHEMA)
         if version < _SCHEMA_VERSION:
             _migrate(conn)
-        from recommender.impressions import SQLITE_SCHEMA
+        from recommender import experiments, impressions
 
-        conn.executescript(SQLITE_SCHEMA)
+        conn.executescript(impressions.SQLITE_SCHEMA + experiments.SQLITE_SCHEMA)
         conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         log.info("feedback store %s open: %d events", self.path, self.count())
 

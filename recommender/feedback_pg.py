@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 _TABLE = "feedback_events"
 #: Version 2 added ``event_type`` and ``request_id`` (existing tables gain them at open)
-#: and the side tables of :mod:`recommender.impressions`.
+#: and the side tables of :mod:`recommender.impressions` and :mod:`recommender.experiments`.
 _SCHEMA_VERSION = 2
 _SCHEMA = (
     f"""
@@ -163,9 +163,10 @@ class PostgresFeedbackStore(EventStore):
         """Create the table (once, under a lock), check its version; the writers' lock key."""
         with self._pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", [_SCHEMA_LOCK])
-            from recommender.impressions import POSTGRES_SCHEMA
+            from recommender import experiments, impressions
 
-            for statement in (*_SCHEMA, *POSTGRES_SCHEMA):
+            side = (*impressions.POSTGRES_SCHEMA, *experiments.POSTGRES_SCHEMA)
+            for statement in (*_SCHEMA, *side):
                 conn.execute(statement)
             oid, comment = conn.execute(
                 "SELECT c.oid, obj_description(c.oid, 'pg_class') FROM pg_class c "
