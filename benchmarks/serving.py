@@ -4,12 +4,18 @@
 
 Prints Markdown tables and writes ``benchmarks/results/serving.{md,json,png}``:
 
-1. RPS and p50/p95/p99 latency of ``recommend`` (with and without explanations) and
-   ``encode`` at concurrency 1, 8, 32 and 64, with the error count;
-2. ``encode`` through the service against in-process encoding at its best batch size;
-3. in-process ``recommend`` latency on synthetic catalogues of 10k, 100k and 1M items
+1. the floor: a BentoML service that does no work (``benchmarks/floor_service.py``),
+   answering ``recommend`` in recbento's JSON shape with the same worker count, driven
+   in the same run; recbento's ``recommend`` rows are reported as ratios against it;
+2. RPS and p50/p95/p99 latency of ``recommend`` (by user, with explanations, by
+   free-text query) and ``encode`` at several concurrencies, with the error count;
+3. adaptive batching as BentoML itself reports it: the ``encode`` batch-size histogram
+   from ``/metrics`` after the free-text load;
+4. free-text ``recommend`` and ``encode`` through the service against in-process
+   encoding at its best batch size;
+5. in-process ``recommend`` latency on synthetic catalogues of 10k, 100k and 1M items
    (exact search, and the approximate index where it is available);
-4. the resident memory of the server's processes.
+6. the resident memory of the server's processes.
 
 Every loop is bounded in requests and seconds, and traffic goes to 127.0.0.1 only.
 """
@@ -108,13 +114,21 @@ async def _drive(
     }
 
 
-def load_test(
-    base: str, concurrencies: list[int], seconds: float, n_users: int, texts_per_encode: int
-) -> list[dict[str, Any]]:
-    """Drive each endpoint at each concurrency; one row per (endpoint, concurrency)."""
+#: Which endpoints run at which concurrencies (the targets: recommend at 8 against the
+#: floor; free-text recommend at 32 against in-process encoding).
+PLAN: dict[str, list[int]] = {
+    "recommend": [1, 8, 32],
+    "recommend+explain": [8],
+    "recommend(query)": [8, 32],
+    "encode": [8, 64],
+}
+
+
+def endpoints(n_users: int, texts_per_encode: int) -> dict[str, tuple[str, Any]]:
+    """Route and body generator of each benchmarked endpoint."""
     rng = np.random.default_rng(0)
     users = rng.integers(1, n_users + 1, size=100_000).tolist()
-    endpoints = {
+    return {
         "recommend": (
             "/recommend",
             lambda w, n: {"user_id": users[(w * 997 + n) % len(users)], "k": 10},
@@ -125,7 +139,8 @@ def load_test(
         ),
         "recommend(query)": (
             "/recommend",
-            lambda w, n: {"query": QUERIES[(w + n) % len(QUERIES)], "k": 10},
+            # a counter in the text, so no two requests share a query
+            lambda w, n: {"query": f"{QUERIES[(w + n) % len(QUERIES)]} #{w}.{n}", "k": 10},
         ),
         "encode": (
             "/encode",
@@ -136,24 +151,73 @@ def load_test(
             },
         ),
     }
-    rows = []
-    for name, (path, body) in endpoints.items():
-        # warm-up so that first-call costs do not count
-        asyncio.run(_drive(base + path, body, 2, 1.0, 20))
+
+
+def load_test(
+    base: str,
+    plan: dict[str, list[int]],
+    seconds: float,
+    n_users: int,
+    texts_per_encode: int,
+    *,
+    system: str = "recbento",
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Drive each endpoint of ``plan`` at each concurrency; rows, and the encode batches.
+
+    The batch histogram is read from the server's ``/metrics`` once the free-text
+    requests are done (BentoML's ``adaptive_batch_size`` of the encoder service).
+    """
+    routes = endpoints(n_users, texts_per_encode)
+    rows, batches = [], {}
+    for name, concurrencies in plan.items():
+        path, body = routes[name]
+        asyncio.run(_drive(base + path, body, 2, 1.0, 20))  # warm-up, not counted
         for c in concurrencies:
             res = asyncio.run(_drive(base + path, body, c, seconds, 50_000))
-            res.update({"endpoint": name, "concurrency": c})
+            res.update({"system": system, "endpoint": name, "concurrency": c})
             if name == "encode":
                 res["texts_per_s"] = res["rps"] * texts_per_encode
             rows.append(res)
             log.info(
-                "%s c=%d: %.1f rps p99 %.1f ms, %d errors",
+                "%s %s c=%d: %.1f rps p99 %.1f ms, %d errors",
+                system,
                 name,
                 c,
                 res["rps"],
                 res["p99_ms"],
                 res["errors"],
             )
+        if name == "recommend(query)":
+            batches = encode_batches(base)
+    return rows, batches
+
+
+def encode_batches(base: str) -> dict[str, float]:
+    """``le -> count`` of the encoder's adaptive batch sizes, from the server's /metrics."""
+    text = httpx.get(f"{base}/metrics", timeout=30).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("bentoml_service_adaptive_batch_size_bucket") and "encode" in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[le] = out.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def floor_test(seconds: float, n_users: int, concurrencies: list[int]) -> list[dict[str, Any]]:
+    """The same ``recommend`` load against a BentoML service that does no work."""
+    port = free_port()
+    proc = serve(None, port, target="benchmarks.floor_service:Floor", timeout=120)
+    try:
+        rows, _ = load_test(
+            f"http://127.0.0.1:{port}",
+            {"recommend": concurrencies},
+            seconds,
+            n_users,
+            1,
+            system="floor",
+        )
+    finally:
+        stop_server(proc)
     return rows
 
 
@@ -185,10 +249,10 @@ def catalogue_scaling(sizes: list[int], dim: int = 384, n_queries: int = 200) ->
     exact ones for the same users.
     """
     import pandas as pd
-    from recommender.pipeline import Recommender, Request
 
     from benchmarks.index_scaling import low_rank_unit
     from recommender.bundle import Bundle
+    from recommender.serving import Request, load_model
 
     rows = []
     rng = np.random.default_rng(0)
@@ -208,7 +272,7 @@ def catalogue_scaling(sizes: list[int], dim: int = 384, n_queries: int = 200) ->
         answers: dict[str, list[list]] = {}
         for kind in ("exact", "ann"):
             t0 = time.perf_counter()
-            rec = Recommender(bundle, index=kind)
+            rec = load_model(bundle, index=kind)
             build_s = time.perf_counter() - t0
             rec.recommend(Request(user_id=0, k=10))
             lat, got = [], []
@@ -257,10 +321,11 @@ def _plot(rows: list[dict], scaling: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    for name in sorted({r["endpoint"] for r in rows}):
-        rs = [r for r in rows if r["endpoint"] == name]
-        axes[0].plot([r["concurrency"] for r in rs], [r["p99_ms"] for r in rs], "o-", label=name)
-        axes[1].plot([r["concurrency"] for r in rs], [r["rps"] for r in rs], "o-", label=name)
+    for name in sorted({(r.get("system", "recbento"), r["endpoint"]) for r in rows}):
+        rs = [r for r in rows if (r.get("system", "recbento"), r["endpoint"]) == name]
+        label = " ".join(name)
+        axes[0].plot([r["concurrency"] for r in rs], [r["p99_ms"] for r in rs], "o-", label=label)
+        axes[1].plot([r["concurrency"] for r in rs], [r["rps"] for r in rs], "o-", label=label)
     axes[0].set(
         xscale="log", yscale="log", xlabel="concurrency", ylabel="p99 latency (ms)", title="latency"
     )
@@ -286,7 +351,6 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="recbento-demo")
     ap.add_argument("--seconds", type=float, default=10.0, help="per endpoint and concurrency")
-    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--texts-per-encode", type=int, default=8)
     ap.add_argument("--skip-scaling", action="store_true")
@@ -316,16 +380,13 @@ def main(argv: list[str] | None = None) -> None:
     enc_cfg = bundle.config.get("encoder", {})
     del bundle
 
+    floor = floor_test(args.seconds, n_users, PLAN["recommend"])
     port = free_port()
     proc = start_server(tag, port)
     try:
         rss_idle = server_rss_mb(proc)
-        rows = load_test(
-            f"http://127.0.0.1:{port}",
-            args.concurrency,
-            args.seconds,
-            n_users,
-            args.texts_per_encode,
+        rows, batches = load_test(
+            f"http://127.0.0.1:{port}", PLAN, args.seconds, n_users, args.texts_per_encode
         )
         rss_loaded = server_rss_mb(proc)
     finally:
@@ -339,7 +400,9 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "model": tag,
         "seconds_per_cell": args.seconds,
+        "floor": floor,
         "load": rows,
+        "encode_batch_histogram": batches,
         "encode_inprocess_texts_per_s": inproc,
         "catalogue_scaling": scaling,
         "server_rss_mb": {"idle": rss_idle, "after_load": rss_loaded},
@@ -347,25 +410,73 @@ def main(argv: list[str] | None = None) -> None:
     write_report(report, args.out)
 
 
+def ratios(floor: list[dict], rows: list[dict]) -> list[dict[str, Any]]:
+    """recbento's ``recommend`` against the floor at each concurrency both ran."""
+    out = []
+    for f in floor:
+        r = next(
+            (
+                x
+                for x in rows
+                if x["endpoint"] == "recommend" and x["concurrency"] == f["concurrency"]
+            ),
+            None,
+        )
+        if r is None:
+            continue
+        out.append(
+            {
+                "concurrency": f["concurrency"],
+                "floor_rps": f["rps"],
+                "recbento_rps": r["rps"],
+                "rps_ratio": r["rps"] / f["rps"],
+                "floor_p99_ms": f["p99_ms"],
+                "recbento_p99_ms": r["p99_ms"],
+                "p99_ratio": r["p99_ms"] / f["p99_ms"],
+            }
+        )
+    return out
+
+
 def write_report(report: dict[str, Any], out: Path) -> None:
     """Print and write ``serving.{md,json,png}`` for one run's ``report``."""
     rows, scaling = report["load"], report["catalogue_scaling"]
+    floor = report.get("floor", [])
     inproc = report["encode_inprocess_texts_per_s"]
     best_bs, best = max(inproc.items(), key=lambda kv: kv[1])
     svc_best = max(r.get("texts_per_s", 0) for r in rows)
+    query = [r for r in rows if r["endpoint"] == "recommend(query)"]
+    query_best = max((r["rps"] for r in query), default=0.0)
     rss = report["server_rss_mb"]
+    report["ratios_vs_floor"] = ratios(floor, rows)
     report["encode_ratio_service_vs_inprocess"] = svc_best / best
+    report["query_ratio_vs_inprocess_encode"] = query_best / best
+    hist = report.get("encode_batch_histogram") or {}
+    cols = ["system", "endpoint", "concurrency", "requests", "errors", "rps"]
+    cols += ["p50_ms", "p95_ms", "p99_ms"]
     md = [
         f"## Serving benchmark ({report['model']}, {os.cpu_count()} CPU cores, "
         f"{report.get('seconds_per_cell', 10):.0f} s per cell)",
         "",
+        _md(floor + rows, cols),
+        "",
+        "recbento `recommend` against the floor (a BentoML service that does no work, same "
+        "workers, same run):",
+        "",
         _md(
-            rows,
-            ["endpoint", "concurrency", "requests", "errors", "rps", "p50_ms", "p95_ms", "p99_ms"],
+            report["ratios_vs_floor"],
+            ["concurrency", "floor_rps", "recbento_rps", "rps_ratio"]
+            + ["floor_p99_ms", "recbento_p99_ms", "p99_ratio"],
         ),
         "",
-        f"encode through the service: best {svc_best:,.0f} texts/s; in-process best "
-        f"{best:,.0f} texts/s at batch {best_bs}; ratio {svc_best / best:.2f}",
+        f"free-text recommend: best {query_best:,.1f} requests/s = "
+        f"{query_best / best:.2f} of in-process encoding at its best batch ({best:,.0f} "
+        f"texts/s at batch {best_bs}); encode through the service: best {svc_best:,.0f} "
+        f"texts/s, ratio {svc_best / best:.2f}",
+        "",
+        "encoder batch sizes after the free-text load (BentoML's adaptive_batch_size "
+        "histogram, cumulative counts by upper bound): "
+        + (", ".join(f"<={k}: {v:,.0f}" for k, v in hist.items()) or "(not read)"),
         "",
         "in-process encode (texts/s by batch size): "
         + ", ".join(f"{k}: {v:,.0f}" for k, v in inproc.items()),
@@ -384,7 +495,7 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "serving.md").write_text(text + "\n")
     (out / "serving.json").write_text(json.dumps(report, indent=2))
-    _plot(rows, scaling, out / "serving.png")
+    _plot(floor + rows, scaling, out / "serving.png")
 
 
 if __name__ == "__main__":

@@ -80,10 +80,16 @@ def _expand(model: LoadedModel, row: np.ndarray, st: UserState, weight: float) -
 
 
 def _head_spread(row: np.ndarray) -> float:
-    """Spread of the row's head (top 100 minus median), so ``kg_weight`` is scale-free."""
+    """Spread of the row's head (its maximum minus its median), so ``kg_weight`` is scale-free.
+
+    >>> _head_spread(np.array([0.0, 1.0, 2.0, 10.0, -np.inf]))
+    8.5
+    """
     finite = row[np.isfinite(row)]
     if finite.size < 2:
         return 1.0
-    n = min(100, finite.size)
-    spread = float(np.partition(finite, -n)[-n:].max() - np.median(finite))
+    mid = finite.size // 2
+    part = np.partition(finite, [mid - 1, mid])  # one partition gives the median
+    median = float(part[mid]) if finite.size % 2 else float(part[mid - 1 : mid + 1].mean())
+    spread = float(finite.max()) - median
     return spread if spread > 0 else 1.0
