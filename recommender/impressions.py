@@ -183,7 +183,10 @@ def impressions_frame(
                 [float(s) for _, s in pairs],
             )
         )
-    return pd.DataFrame(records, columns=list(IMPRESSION_COLUMNS))
+    df = pd.DataFrame(records, columns=list(IMPRESSION_COLUMNS))
+    for col in ("user_id", "user_group"):  # None stays None next to ints
+        df[col] = pd.Series([r[IMPRESSION_COLUMNS.index(col)] for r in records], dtype=object)
+    return df
 
 
 class ImpressionLog:

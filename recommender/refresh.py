@@ -36,6 +36,7 @@ from recommender.schemas import ItemSchema, Tables
 
 __all__ = [
     "RefreshReport",
+    "attach_feedback",
     "copy_feedback",
     "feedback_db_path",
     "open_feedback",
@@ -186,17 +187,26 @@ def open_feedback(model: LoadedModel, path: str | Path | None = None) -> EventSt
     longer in the catalogue are skipped and logged.
     """
     store = open_store(path if path is not None else feedback_db_path(model.tag or "model"))
-    model.live.seq = model.config.feedback_seq
     try:
-        _check_not_behind(store, model.live.seq)
-        folded = store.dislikes(until=model.live.seq)
-        apply_events(model, folded[folded["item_id"].map(model.catalogue.has).to_numpy(bool)])
-        n = sync_feedback(model, store, strict=True)
+        n = attach_feedback(model, store)
     except BaseException:
         store.close()
         raise
     log.info("feedback %r: replayed %d events", store, n)
     return store
+
+
+def attach_feedback(model: LoadedModel, store: EventStore) -> int:
+    """Replay into ``model.live`` what ``store`` holds beyond the model (see :func:`open_feedback`).
+
+    For a second model served from an open store (an experiment's arm). Returns the
+    number of events replayed.
+    """
+    model.live.seq = model.config.feedback_seq
+    _check_not_behind(store, model.live.seq)
+    folded = store.dislikes(until=model.live.seq)
+    apply_events(model, folded[folded["item_id"].map(model.catalogue.has).to_numpy(bool)])
+    return sync_feedback(model, store, strict=True)
 
 
 def _check_not_behind(store: EventStore, folded: int) -> None:

@@ -328,3 +328,22 @@ def test_served_contract_holds_for_plain_python_clients_and_schemathesis(service
         assert "No issues found" in out.stdout or "passed" in out.stdout
     finally:
         _stop(proc)
+
+
+def test_asgi_answers_carry_a_request_id_that_feedback_and_online_metrics_use(asgi):
+    out = asgi.post("/recommend", json={"user_id": 30, "k": 2, "exclude_shown": 3}).json()
+    assert len(out["request_id"]) == 32
+    click = {
+        "user_id": 30,
+        "item_id": out["items"][0]["item_id"],
+        "timestamp": 2_000_000_000,
+        "type": "click",
+        "request_id": out["request_id"],
+    }
+    assert asgi.post("/feedback", json={"events": [click]}).status_code == 200
+    bad = asgi.post("/feedback", json={"events": [{**click, "type": "bought"}]})
+    assert bad.status_code == 400 and "type" in bad.text
+    r = asgi.post("/online_metrics", json={"by": ["model"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["by"] == ["model"] and isinstance(r.json()["rows"], list)
+    assert asgi.post("/online_metrics", json={"by": ["colour"]}).status_code == 400

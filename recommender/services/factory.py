@@ -44,6 +44,7 @@ from recommender.services.schemas import (
     EmptyBody,
     EncodeBody,
     FeedbackBody,
+    OnlineMetricsBody,
     RecommendBatchBody,
     RecommendBody,
     RecommendGroupBody,
@@ -69,6 +70,7 @@ BODIES: dict[str, type[BaseModel]] = {
     "/feedback": FeedbackBody,
     "/groups": EmptyBody,
     "/encode": EncodeBody,
+    "/online_metrics": OnlineMetricsBody,
 }
 
 
@@ -215,6 +217,21 @@ def make_services(
         def groups(self) -> JSONObject:
             """Portraits of the model's user groups."""
             return answer(self.handlers.groups)
+
+        @bentoml.api(input_spec=OnlineMetricsBody)
+        def online_metrics(self, ctx: bentoml.Context = None, **body: Any) -> JSONObject:  # type: ignore[assignment]
+            """CTR, conversion, hit rate, coverage and novelty of served lists, per slice.
+
+            Needs ``Authorization: Bearer $RECBENTO_API_TOKEN`` when that variable is set.
+            """
+            b = OnlineMetricsBody.model_validate(body)
+            headers = None if ctx is None else ctx.request.headers
+            return answer(lambda: self.handlers.online_metrics(b, headers), ctx)
+
+        @bentoml.on_shutdown
+        def flush_impressions(self) -> None:
+            """Write the impressions still queued before the worker exits."""
+            self.handlers.close()
 
         @bentoml.api(input_spec=EncodeBody)
         def encode(self, texts: list[str]) -> np.ndarray:

@@ -18,8 +18,10 @@ from starlette.responses import JSONResponse
 
 from recommender.errors import AuthError, NotFoundError, RecbentoError
 from recommender.refresh import open_feedback, record_feedback, sync_feedback
+from recommender.services.online import OnlineServing, online_metrics_answer
 from recommender.services.schemas import (
     FeedbackBody,
+    OnlineMetricsBody,
     RecommendBatchBody,
     RecommendBody,
     RecommendGroupBody,
@@ -27,7 +29,7 @@ from recommender.services.schemas import (
     check_text,
 )
 from recommender.services.settings import ServiceSettings
-from recommender.serving import EncodeFn, LoadedModel, recommend_batch, recommend_group
+from recommender.serving import EncodeFn, LoadedModel, recommend_group
 
 __all__ = ["Handlers", "answer", "check_token", "groups_summary", "limit_math_threads"]
 
@@ -45,6 +47,7 @@ class Handlers:
         self.model = model
         self.store = store
         self.settings = settings
+        self.online = OnlineServing(model, store)
 
     @classmethod
     def open(
@@ -64,16 +67,16 @@ class Handlers:
 
     def recommend(self, body: RecommendBody) -> dict[str, Any]:
         req = body.to_request()
-        return recommend_batch(self._fresh(), [req])[0].to_dict()
+        return self.online.recommend([req], [body.exclude_shown])[0]
 
     def recommend_batch(self, body: RecommendBatchBody) -> list[dict[str, Any]]:
         reqs = [b.to_request() for b in body.requests]
-        return [r.to_dict() for r in recommend_batch(self._fresh(), reqs)]
+        return self.online.recommend(reqs, [b.exclude_shown for b in body.requests])
 
     def recommend_group(self, body: RecommendGroupBody) -> dict[str, Any]:
         greq = body.to_request()
         out = recommend_group(self._fresh(), greq, max_members=self.settings.max_group)
-        return out.to_dict()
+        return self.online.served(out, None, self.model)
 
     def similar_items(self, body: SimilarItemsBody) -> dict[str, Any]:
         check_text(body.item_id, "item_id")
@@ -87,6 +90,16 @@ class Handlers:
 
     def groups(self) -> dict[str, Any]:
         return groups_summary(self.model)
+
+    def online_metrics(
+        self, body: OnlineMetricsBody, headers: Mapping[str, str] | None
+    ) -> dict[str, Any]:
+        check_token(headers)
+        return online_metrics_answer(self.store, body, n_items=self.model.n_items)
+
+    def close(self) -> None:
+        """Write the impressions still queued (at shutdown)."""
+        self.online.close()
 
 
 def answer(fn: Callable[[], Any], ctx: Any = None) -> Any:

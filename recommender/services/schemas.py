@@ -22,6 +22,7 @@ __all__ = [
     "FeedbackEvent",
     "Filters",
     "Knobs",
+    "OnlineMetricsBody",
     "RecommendBatchBody",
     "RecommendBody",
     "RecommendGroupBody",
@@ -61,15 +62,26 @@ class RecommendBody(_Body):
     explain: bool = False
     rerank: bool = True
     knobs: Knobs | None = None
+    exclude_shown: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=100,
+            description="also leave out the items shown to user_id in their last N lists",
+        ),
+    ] = None
 
     def to_request(self) -> Request:
-        """The request path's :class:`Request`, text fields checked."""
+        """The request path's :class:`Request`, text fields checked.
+
+        ``exclude_shown`` is the service's to apply (it reads the impression log).
+        """
         check_text(self.user_id, "user_id")
         check_text(self.query, "query")
         _check_ids(self.history, "history")
         _check_ids(self.exclude_items, "exclude_items")
         _check_filters(self.include, self.exclude)
-        return Request(**dict(self))
+        return Request(**{k: v for k, v in self if k != "exclude_shown"})
 
 
 class RecommendBatchBody(_Body):
@@ -131,6 +143,25 @@ class FeedbackEvent(_Body):
 
 class FeedbackBody(_Body):
     events: Annotated[list[FeedbackEvent], Field(min_length=1)]
+
+
+class OnlineMetricsBody(_Body):
+    """Which served lists to measure and how to slice them (see ``online_metrics``)."""
+
+    by: Annotated[
+        list[Literal["model", "arm", "user_group", "day"]],
+        Field(max_length=4, description="slice columns; [] for one row"),
+    ] = ["model", "arm"]
+    since: Annotated[float | None, Field(description="unix seconds, served at or after")] = None
+    until: Annotated[float | None, Field(description="unix seconds, served before")] = None
+    model: str | None = None
+    arm: str | None = None
+    user_group: int | None = None
+    day: Annotated[str | None, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")] = None
+
+    def filters(self) -> dict[str, Any]:
+        names = ("model", "arm", "user_group", "day")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
 class EncodeBody(_Body):

@@ -170,7 +170,12 @@ class RecommendedItem:
 
 @dataclass
 class Recommendation:
-    """The answer to a :class:`Request` or a :class:`GroupRequest`."""
+    """The answer to a :class:`Request` or a :class:`GroupRequest`.
+
+    ``request_id`` and ``arm`` are set by the service (the pure path leaves them None):
+    the id a client sends back with feedback on this list, and the experiment arm that
+    answered.
+    """
 
     user_id: Any
     items: list[RecommendedItem]
@@ -180,6 +185,8 @@ class Recommendation:
     user_ids: list[Any] | None = None
     strategy: str | None = None
     cold_members: list[Any] | None = None
+    request_id: str | None = None
+    arm: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -189,6 +196,10 @@ class Recommendation:
             "group": self.group,
             "model": self.model,
         }
+        if self.request_id is not None:  # set by the service: feedback cites it
+            out["request_id"] = self.request_id
+        if self.arm is not None:
+            out["arm"] = self.arm
         if self.user_ids is not None:  # a household answer
             del out["user_id"]
             out["user_ids"] = self.user_ids

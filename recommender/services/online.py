@@ -1,0 +1,198 @@
+"""Served lists on their way out: experiment arms, impression logging, request ids.
+
+:class:`OnlineServing` sits between the handlers and the request path. Per request it
+
+1. picks the model: the active experiment's arm for the user
+   (:mod:`recommender.experiments`; the experiment is re-read from the feedback store
+   every few seconds, each arm's model loaded on first use and fed the same feedback),
+   else the deployment's model;
+2. optionally leaves out what the user was shown in their last ``exclude_shown`` lists
+   (one indexed query of the impression log);
+3. answers through :func:`recommender.serving.recommend_batch`, gives the answer a
+   ``request_id`` (uuid4 hex) and queues its impression
+   (:class:`recommender.impressions.ImpressionLog`: written off the request path).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from recommender.errors import StorageError
+from recommender.experiments import Experiment, active_experiment
+from recommender.impressions import Impression, ImpressionLog, shown_items
+from recommender.online_metrics import compare_arms, online_metrics
+from recommender.refresh import attach_feedback, sync_feedback
+from recommender.serving import LoadedModel, Recommendation, Request, recommend_batch
+
+__all__ = ["OnlineServing", "online_metrics_answer"]
+
+log = logging.getLogger(__name__)
+
+
+class OnlineServing:
+    """Arms, impressions and request ids for one worker (see the module docstring).
+
+    Parameters
+    ----------
+    model : LoadedModel
+        The deployment's model (also every arm whose version is the same).
+    store : recommender.feedback.EventStore
+        The feedback store: events, impressions and experiments.
+    log_impressions : bool
+        Whether served lists are logged.
+    experiment_ttl : float
+        Seconds an experiment read from the store is trusted before reading it again.
+    loader : callable, optional
+        ``tag -> LoadedModel`` for an arm's model (default: the model store, sharing
+        ``model``'s encoder).
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        store: Any,
+        *,
+        log_impressions: bool = True,
+        experiment_ttl: float = 5.0,
+        loader: Callable[[str], LoadedModel] | None = None,
+    ) -> None:
+        self.model = model
+        self.store = store
+        self.impressions = ImpressionLog(store) if log_impressions else None
+        self.experiment_ttl = experiment_ttl
+        self._loader = loader or self._load
+        self._models: dict[str, LoadedModel] = {model.tag or "": model}
+        self._load_lock = threading.Lock()
+        self._experiment: Experiment | None = None
+        self._read_at = -float("inf")
+
+    # ----------------------------------------------------------------- answers
+    def recommend(
+        self, reqs: Sequence[Request], exclude_shown: Sequence[int | None] | None = None
+    ) -> list[dict[str, Any]]:
+        """Answer ``reqs`` (each on its arm's model); JSON-able dicts with ``request_id``."""
+        exclude_shown = exclude_shown or [None] * len(reqs)
+        routes = [self.route(r.user_id) for r in reqs]
+        for req, n, (model, _) in zip(reqs, exclude_shown, routes, strict=True):
+            if n:
+                self._exclude_shown(model, req, n)
+        out: list[dict[str, Any] | None] = [None] * len(reqs)
+        for tag in dict.fromkeys(m.tag for m, _ in routes):
+            idx = [i for i, (m, _) in enumerate(routes) if m.tag == tag]
+            model = routes[idx[0]][0]
+            sync_feedback(model, self.store)
+            recs = recommend_batch(model, [reqs[i] for i in idx])
+            for i, rec in zip(idx, recs, strict=True):
+                out[i] = self.served(rec, reqs[i].user_id, model, routes[i][1])
+        return out  # type: ignore[return-value]
+
+    def served(
+        self, rec: Recommendation, user_id: Any, model: LoadedModel, arm: str | None = None
+    ) -> dict[str, Any]:
+        """``rec`` as JSON with a fresh ``request_id``; its impression queued."""
+        rec.request_id = uuid.uuid4().hex
+        rec.arm = arm
+        if self.impressions is not None:
+            user = None if user_id is None else model.catalogue.user_key(user_id)
+            self.impressions.put(
+                Impression(
+                    rec.request_id,
+                    user,
+                    time.time(),
+                    rec.model,
+                    arm,
+                    rec.group,
+                    [(i.item_id, i.score) for i in rec.items],
+                )
+            )
+        return rec.to_dict()
+
+    # ------------------------------------------------------------------ arms
+    def route(self, user_id: Any) -> tuple[LoadedModel, str | None]:
+        """The model answering ``user_id`` and its experiment arm (None: no experiment)."""
+        exp = self.experiment()
+        if exp is None:
+            return self.model, None
+        key = None if user_id is None else self.model.catalogue.user_key(user_id)
+        arm = exp.assign(key)
+        return self.arm_model(arm.model), arm.name
+
+    def experiment(self) -> Experiment | None:
+        """The active experiment, read from the store at most every ``experiment_ttl`` s.
+
+        When the store cannot be read the last one read stays in force.
+        """
+        now = time.monotonic()
+        if now - self._read_at >= self.experiment_ttl:
+            try:
+                self._experiment = active_experiment(self.store)
+            except StorageError as exc:
+                log.warning("experiment not re-read, keeping the last one: %s", exc.message)
+            self._read_at = now
+        return self._experiment
+
+    def arm_model(self, tag: str) -> LoadedModel:
+        """The model of an arm, loaded (and fed the stored feedback) on first use."""
+        model = self._models.get(tag)
+        if model is not None:
+            return model
+        with self._load_lock:
+            if tag not in self._models:
+                loaded = self._loader(tag)
+                known = self._models.get(loaded.tag or "")
+                if known is None:  # a version not served yet: feed it the feedback
+                    attach_feedback(loaded, self.store)
+                    known = self._models[loaded.tag or ""] = loaded
+                    log.info("experiment arm model %s loaded", loaded.tag)
+                self._models[tag] = known
+            return self._models[tag]
+
+    def _load(self, tag: str) -> LoadedModel:
+        from recommender.service_core import load
+
+        return load(tag, encode=self.model.encode_fn)
+
+    # ------------------------------------------------------------------ shown
+    def _exclude_shown(self, model: LoadedModel, req: Request, n: int) -> None:
+        """Add the items of the user's last ``n`` lists to ``req.exclude_items``."""
+        if req.user_id is None:
+            return
+        try:
+            shown = shown_items(self.store, model.catalogue.user_key(req.user_id), last=n)
+        except StorageError as exc:
+            log.warning("exclude_shown ignored, impression log unavailable: %s", exc.message)
+            return
+        have = list(req.exclude_items or [])
+        room = model.serving.history_max - len(have)
+        extra = [i for i in shown if model.catalogue.has(i)][: max(room, 0)]
+        req.exclude_items = [*have, *extra]
+
+    def close(self) -> None:
+        """Write the queued impressions (at shutdown)."""
+        if self.impressions is not None:
+            self.impressions.close()
+
+
+def online_metrics_answer(store: Any, body: Any, *, n_items: int | None = None) -> dict[str, Any]:
+    """The ``online_metrics`` API: ``{"rows": [...]}``, one per slice, JSON-safe.
+
+    Sliced by ``arm`` alone, each row also carries the CTR test against the first arm
+    (``ctr_lift``, ``z``, ``p_value``; see :func:`recommender.online_metrics.compare_arms`).
+    """
+    table = online_metrics(
+        store,
+        by=body.by,
+        since=body.since,
+        until=body.until,
+        filters=body.filters(),
+        n_items=n_items,
+    )
+    if list(body.by) == ["arm"]:
+        table = compare_arms(table)
+    rows = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+    return {"by": list(body.by), "rows": rows}
