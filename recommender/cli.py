@@ -283,6 +283,9 @@ def _register() -> None:
     ops = __import__("recommender.cli_ops", fromlist=["refresh"])
     app.command()(ops.refresh)
     app.command("copy-feedback")(ops.copy_feedback)
+    online = __import__("recommender.cli_online", fromlist=["report"])
+    app.command()(online.report)
+    app.add_typer(online.experiment_app, name="experiment")
 
 
 _register()

@@ -17,7 +17,9 @@ slice (model version, experiment arm, user group, day; any subset):
 * ``novelty``: mean self-information ``-log2 p(item)`` of shown items, ``p`` the item's
   share of positive events in the store (add-one smoothed).
 
-:func:`compare_arms` adds a two-proportion z-test of each arm's CTR against the first.
+:func:`compare_arms` adds a two-proportion z-test of each arm's CTR against the first;
+:func:`experiment_results` measures one experiment's arms and names the better one;
+:func:`plot_metrics` draws a table as a PNG.
 """
 
 from __future__ import annotations
@@ -33,7 +35,15 @@ import pandas as pd
 from recommender.errors import InputError
 from recommender.impressions import impressions_frame
 
-__all__ = ["SLICES", "compare_arms", "online_metrics", "wilson", "z_test"]
+__all__ = [
+    "SLICES",
+    "compare_arms",
+    "experiment_results",
+    "online_metrics",
+    "plot_metrics",
+    "wilson",
+    "z_test",
+]
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +196,105 @@ def compare_arms(metrics: pd.DataFrame, *, control: str | None = None) -> pd.Dat
         zs.append(z)
         ps.append(p)
     return out.assign(ctr_lift=lift, z=zs, p_value=ps)
+
+
+def experiment_results(
+    store: Any, experiment: Any, *, alpha: float = 0.05, n_items: int | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Per-arm metrics of ``experiment`` (a :class:`recommender.experiments.Experiment`).
+
+    Only lists served while it ran, by its arms, count. Returns the table of
+    :func:`compare_arms` (control: the first arm) and a verdict: ``{"winner": arm or
+    None, "ctr", "ctr_low", "ctr_high", "p_value", "message"}`` where the winner is the
+    arm with the highest CTR when its difference to the control is significant at
+    ``alpha`` (else the control stays, ``winner`` None).
+    """
+    table = online_metrics(
+        store,
+        by=["arm"],
+        since=experiment.started_at,
+        until=experiment.stopped_at,
+        n_items=n_items,
+    )
+    names = [a.name for a in experiment.arms]
+    table = table[table["arm"].isin(names)]
+    table = table.set_index("arm").reindex([n for n in names if n in set(table["arm"])])
+    table = compare_arms(table.reset_index(), control=names[0])
+    if len(table) < 2:
+        return table, {"winner": None, "message": "not enough traffic on every arm yet"}
+    best = table.loc[table["ctr"].idxmax()]
+    significant = best["arm"] != names[0] and best["p_value"] < alpha
+    better = table[table["arm"] != names[0]]
+    p_best = float(better.loc[better["ctr"].idxmax(), "p_value"])
+    if significant:
+        message = (
+            f"{best['arm']} wins: CTR {best['ctr']:.2%} "
+            f"[{best['ctr_low']:.2%}, {best['ctr_high']:.2%}] vs control "
+            f"{table.iloc[0]['ctr']:.2%}, p={best['p_value']:.3g}"
+        )
+    else:
+        message = f"no arm beats control {names[0]} at p<{alpha:g} (best p={p_best:.3g}); keep it"
+    verdict = {
+        "winner": best["arm"] if significant else None,
+        "ctr": float(best["ctr"]),
+        "ctr_low": float(best["ctr_low"]),
+        "ctr_high": float(best["ctr_high"]),
+        "p_value": p_best,
+        "message": message,
+    }
+    return table, verdict
+
+
+def plot_metrics(table: pd.DataFrame, path: Any, *, title: str = "Online metrics") -> Any:
+    """CTR (with its Wilson interval), conversion and hit rate per row of ``table``, as PNG.
+
+    Rows are labelled by their slice columns. Written to a temporary file and moved
+    into place. Returns the path.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [c for c in table.columns if c in SLICES]
+    labels = [
+        " / ".join("-" if _isna(v) else str(v) for v in row) or "all"
+        for row in table[keys].itertuples(index=False)
+    ]
+    x = np.arange(len(table))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(table) + 3), 4.5))
+    width = 0.27
+    ctr = table["ctr"].to_numpy(dtype=float)
+    err = np.vstack(
+        [
+            ctr - table["ctr_low"].to_numpy(dtype=float),
+            table["ctr_high"].to_numpy(dtype=float) - ctr,
+        ]
+    )
+    ax.bar(x - width, ctr, width, yerr=err, capsize=4, label="CTR (95% Wilson)")
+    ax.bar(x, table["conversion"].to_numpy(dtype=float), width, label="conversion")
+    ax.bar(x + width, table["hit_rate"].to_numpy(dtype=float), width, label="hit rate")
+    ax.set_xticks(x, labels, rotation=20, ha="right")
+    ax.set_ylabel("share of served lists")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
 
 
 def _list_flags(imp: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
