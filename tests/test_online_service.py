@@ -55,6 +55,12 @@ def handlers(versions, target):
     h.store.close()
 
 
+def _served(arm: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("recbento_impressions_total", {"arm": arm}) or 0.0
+
+
 def _ids(answer) -> list:
     return [i["item_id"] for i in answer["items"]]
 
@@ -90,7 +96,12 @@ def test_a_click_citing_the_request_id_counts_in_online_metrics(handlers) -> Non
         "type": "click",
         "request_id": out["request_id"],
     }
+    from prometheus_client import REGISTRY
+
+    labels = {"type": "click", "arm": "none"}
+    clicks = REGISTRY.get_sample_value("recbento_feedback_events_total", labels) or 0.0
     handlers.feedback(FeedbackBody(events=[click]), None)
+    assert REGISTRY.get_sample_value("recbento_feedback_events_total", labels) == clicks + 1
     handlers.online.impressions.flush()
     got = handlers.online_metrics(OnlineMetricsBody(by=[]), None)
     (row,) = got["rows"]
@@ -117,8 +128,12 @@ def test_experiment_arms_serve_their_model_version(handlers, versions) -> None:
     exp = Experiment("v2-test", (Arm("control", versions[0], 0.5), Arm("new", versions[1], 0.5)))
     start_experiment(handlers.store, exp)
     users = [10, 20, 30, 40, 50, 60, 70, 80]
+    before = {a: _served(a) for a in ("control", "new")}
     answers = [handlers.recommend(RecommendBody(user_id=u, k=2)) for u in users]
     arms = [exp.assign(u) for u in users]
+    n_new = sum(a.name == "new" for a in arms)
+    assert _served("new") - before["new"] == n_new  # Prometheus counters on /metrics
+    assert _served("control") - before["control"] == len(users) - n_new
     assert [a["arm"] for a in answers] == [a.name for a in arms]
     assert [a["model"] for a in answers] == [a.model for a in arms]
     assert {a.name for a in arms} == {"control", "new"}  # both arms see traffic

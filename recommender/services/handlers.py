@@ -86,7 +86,9 @@ class Handlers:
     def feedback(self, body: FeedbackBody, headers: Mapping[str, str] | None) -> dict[str, int]:
         check_token(headers)
         rows = [e.checked(n) for n, e in enumerate(body.events)]
-        return record_feedback(self.model, self.store, rows, max_events=self.settings.max_events)
+        out = record_feedback(self.model, self.store, rows, max_events=self.settings.max_events)
+        self.online.count_feedback(rows)
+        return out
 
     def groups(self) -> dict[str, Any]:
         return groups_summary(self.model)

@@ -11,6 +11,10 @@
 3. answers through :func:`recommender.serving.recommend_batch`, gives the answer a
    ``request_id`` (uuid4 hex) and queues its impression
    (:class:`recommender.impressions.ImpressionLog`: written off the request path).
+
+Prometheus counters on the service's ``/metrics``: ``recbento_impressions_total`` (lists
+served) and ``recbento_feedback_events_total`` (events by ``type``), both by experiment
+``arm`` (``none`` outside experiments; an event counts for the arm its user is in).
 """
 
 from __future__ import annotations
@@ -97,6 +101,9 @@ class OnlineServing:
         """``rec`` as JSON with a fresh ``request_id``; its impression queued."""
         rec.request_id = uuid.uuid4().hex
         rec.arm = arm
+        _counter(
+            "recbento_impressions", "Recommendation lists served, by experiment arm", ["arm"]
+        ).labels(arm=arm or "none").inc()
         if self.impressions is not None:
             user = None if user_id is None else model.catalogue.user_key(user_id)
             self.impressions.put(
@@ -111,6 +118,20 @@ class OnlineServing:
                 )
             )
         return rec.to_dict()
+
+    def count_feedback(self, events: Sequence[dict[str, Any]]) -> None:
+        """Count stored events by type and by the arm their user is in (Prometheus)."""
+        counter = _counter(
+            "recbento_feedback_events",
+            "Feedback events stored, by type and experiment arm",
+            ["type", "arm"],
+        )
+        exp = self.experiment()
+        for ev in events:
+            arm = None
+            if exp is not None:
+                arm = exp.assign(self.model.catalogue.user_key(ev["user_id"])).name
+            counter.labels(type=ev.get("type") or "view", arm=arm or "none").inc()
 
     # ------------------------------------------------------------------ arms
     def route(self, user_id: Any) -> tuple[LoadedModel, str | None]:
@@ -176,6 +197,24 @@ class OnlineServing:
         """Write the queued impressions (at shutdown)."""
         if self.impressions is not None:
             self.impressions.close()
+
+
+_counters: dict[str, Any] = {}
+_counters_lock = threading.Lock()
+
+
+def _counter(name: str, documentation: str, labels: list[str]) -> Any:
+    """One Prometheus counter per process, made on first use.
+
+    Made lazily, inside a worker: BentoML sets its multiprocess directory when a worker
+    starts, and a counter made before that would never reach ``/metrics``.
+    """
+    with _counters_lock:
+        if name not in _counters:
+            from prometheus_client import Counter
+
+            _counters[name] = Counter(name, documentation, labels)
+        return _counters[name]
 
 
 def online_metrics_answer(store: Any, body: Any, *, n_items: int | None = None) -> dict[str, Any]:
