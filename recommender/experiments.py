@@ -190,8 +190,12 @@ def parse_arm(spec: str) -> Arm:
     return Arm(name.strip(), model.strip(), value)
 
 
-def start_experiment(store: Any, experiment: Experiment) -> Experiment:
-    """Store ``experiment`` as the active one; refuse while another is active."""
+def start_experiment(store: Any, experiment: Experiment, *, at: float | None = None) -> Experiment:
+    """Store ``experiment`` as the active one; refuse while another is active.
+
+    ``at`` is its start in unix seconds (default now; a replay passes simulated time):
+    only lists served from then on count in its results.
+    """
     current = active_experiment(store)
     if current is not None:
         raise InputError(
@@ -207,7 +211,9 @@ def start_experiment(store: Any, experiment: Experiment) -> Experiment:
             field="name",
             value=experiment.name,
         )
-    started = Experiment(experiment.name, experiment.arms, started_at=time.time())
+    started = Experiment(
+        experiment.name, experiment.arms, started_at=time.time() if at is None else float(at)
+    )
     arms = json.dumps(started.to_dict()["arms"])
     p = store._param
     store._write(

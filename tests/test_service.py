@@ -254,6 +254,9 @@ def test_real_bentoml_serve(service_module):
         for _ in range(12):
             r = httpx.post(f"{url}/recommend", json={"user_id": 30, "k": 4}, timeout=30)
             assert 8 not in [i["item_id"] for i in r.json()["items"]]
+        # served lists are counted on /metrics (BentoML's multiprocess registry)
+        metrics = httpx.get(f"{url}/metrics", timeout=30).text
+        assert 'recbento_impressions_total{arm="none"}' in metrics
     finally:
         _stop(proc)
 

@@ -54,6 +54,8 @@ class OnlineServing:
     loader : callable, optional
         ``tag -> LoadedModel`` for an arm's model (default: the model store, sharing
         ``model``'s encoder).
+    clock : callable
+        Unix seconds an impression is stamped with (a replay passes simulated time).
     """
 
     def __init__(
@@ -64,12 +66,14 @@ class OnlineServing:
         log_impressions: bool = True,
         experiment_ttl: float = 5.0,
         loader: Callable[[str], LoadedModel] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.model = model
         self.store = store
         self.impressions = ImpressionLog(store) if log_impressions else None
         self.experiment_ttl = experiment_ttl
         self._loader = loader or self._load
+        self._clock = clock
         self._models: dict[str, LoadedModel] = {model.tag or "": model}
         self._load_lock = threading.Lock()
         self._experiment: Experiment | None = None
@@ -110,7 +114,7 @@ class OnlineServing:
                 Impression(
                     rec.request_id,
                     user,
-                    time.time(),
+                    self._clock(),
                     rec.model,
                     arm,
                     rec.group,
