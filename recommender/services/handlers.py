@@ -59,8 +59,9 @@ class Handlers:
         return cls(model, open_feedback(model), settings)
 
     def _fresh(self) -> LoadedModel:
-        sync_feedback(self.model, self.store)
-        return self.model
+        model = self.model  # one version for the whole request, even if a newer one arrives
+        sync_feedback(model, self.store)
+        return model
 
     def recommend(self, body: RecommendBody) -> dict[str, Any]:
         req = body.to_request()
@@ -83,7 +84,8 @@ class Handlers:
     def feedback(self, body: FeedbackBody, headers: Mapping[str, str] | None) -> dict[str, int]:
         check_token(headers)
         rows = [e.checked(n) for n, e in enumerate(body.events)]
-        return record_feedback(self.model, self.store, rows, max_events=self.settings.max_events)
+        model = self.model
+        return record_feedback(model, self.store, rows, max_events=self.settings.max_events)
 
     def groups(self) -> dict[str, Any]:
         return groups_summary(self.model)
