@@ -101,7 +101,7 @@ def seed_vector(n_items: int, seeds: np.ndarray, weights: np.ndarray | None = No
             field="seed_weights",
             value=w.shape,
         )
-    np.add.at(s, seeds, w)
+    s = np.bincount(seeds, weights=w, minlength=n_items).astype(np.float64)
     total = s.sum()
     return s / total if total > 0 else s
 

@@ -167,7 +167,14 @@ def user_entity_profile(
             f"weights has shape {w.shape}, expected {idx.shape} (one per history item)",
             field="weights",
         )
-    prof = np.asarray(sp.csr_matrix(item_dist)[idx].T @ w).ravel()
+    if idx.min() < 0 or idx.max() >= item_dist.shape[0]:
+        raise InputError(
+            f"history_idx: item index out of range [0, {item_dist.shape[0]})",
+            field="history_idx",
+        )
+    # one weight per item, then one sparse product (row gathers cost more on every call)
+    per_item = np.bincount(idx, weights=w, minlength=item_dist.shape[0])
+    prof = np.asarray(per_item @ item_dist).ravel()
     total = prof.sum()
     return prof / total if total > 0 else prof
 

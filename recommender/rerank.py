@@ -433,7 +433,7 @@ class Reranker:
             prof = prof / prof.sum()
             support = np.flatnonzero(prof > 0)  # KL(p||q) only sums where p > 0
             p = prof[support]
-            dist = self.item_dist[cand][:, support].toarray()
+            dist = self.item_dist[cand].toarray()[:, support]
             qsum = np.zeros(support.size)
             alpha = cfg.calibration_alpha
         tail = self.longtail(cand, cfg.longtail_head_share) if n_tail else None

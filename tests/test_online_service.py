@@ -170,3 +170,14 @@ def test_an_arm_model_sees_feedback_taken_before_and_after_it_loaded(handlers, v
     )
     out = handlers.recommend(RecommendBody(user_id="newbie", k=8, exclude_seen=False))
     assert {7, 8}.isdisjoint(_ids(out))
+
+
+def test_a_model_swapped_in_answers_and_is_logged(handlers, versions) -> None:
+    from recommender.refresh import attach_feedback
+    from recommender.service_core import load
+
+    newer = load(versions[1])
+    attach_feedback(newer, handlers.store)
+    handlers.model = newer  # what the reload watcher does
+    out = handlers.recommend(RecommendBody(user_id=10, k=2))
+    assert out["model"] == versions[1]

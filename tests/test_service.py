@@ -333,6 +333,45 @@ def test_served_contract_holds_for_plain_python_clients_and_schemathesis(service
         _stop(proc)
 
 
+@pytest.mark.integration
+def test_concurrent_free_text_requests_all_succeed(service_module):
+    """More concurrent encoder calls than BentoML's client pool used to survive.
+
+    Its default client replaced the pool to the encoder every 100 calls, dropping the
+    calls in flight ("Server disconnected"); 300 queries at concurrency 24 cross that
+    point three times.
+    """
+    import asyncio
+
+    port = free_port()
+    proc = _serve(port, RECBENTO_WORKERS="1")
+    url = f"http://127.0.0.1:{port}/recommend"
+
+    async def run() -> list[int]:
+        sem = asyncio.Semaphore(24)
+        async with httpx.AsyncClient(timeout=60) as client:
+
+            async def one(n: int) -> int:
+                async with sem:
+                    r = await client.post(url, json={"query": f"crime film {n}", "k": 3})
+                    return r.status_code
+
+            return await asyncio.gather(*(one(n) for n in range(300)))
+
+    try:
+        codes = asyncio.run(run())
+        assert codes.count(200) == 300, sorted(set(codes))
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+        counts = [
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("bentoml_service_adaptive_batch_size_sum") and "encode" in line
+        ]
+        assert sum(counts) == 300  # every query reached the batching encoder once
+    finally:
+        _stop(proc)
+
+
 def test_asgi_answers_carry_a_request_id_that_feedback_and_online_metrics_use(asgi):
     out = asgi.post("/recommend", json={"user_id": 30, "k": 2, "exclude_shown": 3}).json()
     assert len(out["request_id"]) == 32

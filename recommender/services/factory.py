@@ -36,10 +36,12 @@ import numpy as np
 from bentoml.validators import ContentType
 from pydantic import BaseModel
 
+from recommender.build import DEMO_MODEL
 from recommender.config import EncoderConfig
 from recommender.service_core import ensure_model, model_name, stored_config
 from recommender.services.guard import RequestGuard
 from recommender.services.handlers import Handlers, answer
+from recommender.services.reload import ModelWatcher, follows_latest, start_demo_training
 from recommender.services.schemas import (
     EmptyBody,
     EncodeBody,
@@ -171,11 +173,16 @@ def make_services(
 
         @bentoml.on_deployment
         def prepare() -> None:
-            """Build the demo model on first start (any other missing model is an error)."""
-            ensure_model(target)
+            """Build the demo model on first start (any other missing model is an error);
+            train it in the background, to be swapped in when ready."""
+            tag = ensure_model(target)
+            if target.split(":")[0] == DEMO_MODEL and follows_latest(target):
+                start_demo_training(tag)
 
         def __init__(self) -> None:
             self.handlers = Handlers.open(target, encode=self._encode, settings=settings)
+            if follows_latest(target):  # a pinned version is never replaced
+                ModelWatcher(self.handlers, target, settings.reload_seconds).start()
 
         def _encode(self, texts: list[str]) -> np.ndarray:
             return np.asarray(self.encoder.encode(texts), dtype=np.float32)

@@ -47,7 +47,7 @@ class Handlers:
         self.model = model
         self.store = store
         self.settings = settings
-        self.online = OnlineServing(model, store)
+        self.online = OnlineServing(lambda: self.model, store)  # follows a swapped model
 
     @classmethod
     def open(
@@ -62,8 +62,9 @@ class Handlers:
         return cls(model, open_feedback(model), settings)
 
     def _fresh(self) -> LoadedModel:
-        sync_feedback(self.model, self.store)
-        return self.model
+        model = self.model  # one version for the whole request, even if a newer one arrives
+        sync_feedback(model, self.store)
+        return model
 
     def recommend(self, body: RecommendBody) -> dict[str, Any]:
         req = body.to_request()
@@ -75,8 +76,9 @@ class Handlers:
 
     def recommend_group(self, body: RecommendGroupBody) -> dict[str, Any]:
         greq = body.to_request()
-        out = recommend_group(self._fresh(), greq, max_members=self.settings.max_group)
-        return self.online.served(out, None, self.model)
+        model = self._fresh()
+        out = recommend_group(model, greq, max_members=self.settings.max_group)
+        return self.online.served(out, None, model)
 
     def similar_items(self, body: SimilarItemsBody) -> dict[str, Any]:
         check_text(body.item_id, "item_id")
@@ -86,7 +88,8 @@ class Handlers:
     def feedback(self, body: FeedbackBody, headers: Mapping[str, str] | None) -> dict[str, int]:
         check_token(headers)
         rows = [e.checked(n) for n, e in enumerate(body.events)]
-        out = record_feedback(self.model, self.store, rows, max_events=self.settings.max_events)
+        model = self.model  # one version for the whole request, even if a newer one arrives
+        out = record_feedback(model, self.store, rows, max_events=self.settings.max_events)
         self.online.count_feedback(rows)
         return out
 

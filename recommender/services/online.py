@@ -43,8 +43,9 @@ class OnlineServing:
 
     Parameters
     ----------
-    model : LoadedModel
-        The deployment's model (also every arm whose version is the same).
+    model : LoadedModel or callable
+        The deployment's model (also every arm whose version is the same), or a
+        function returning the one serving now (a newer version may be swapped in).
     store : recommender.feedback.EventStore
         The feedback store: events, impressions and experiments.
     log_impressions : bool
@@ -60,7 +61,7 @@ class OnlineServing:
 
     def __init__(
         self,
-        model: LoadedModel,
+        model: LoadedModel | Callable[[], LoadedModel],
         store: Any,
         *,
         log_impressions: bool = True,
@@ -68,16 +69,21 @@ class OnlineServing:
         loader: Callable[[str], LoadedModel] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.model = model
+        self._current = model if callable(model) else (lambda: model)
         self.store = store
         self.impressions = ImpressionLog(store) if log_impressions else None
         self.experiment_ttl = experiment_ttl
         self._loader = loader or self._load
         self._clock = clock
-        self._models: dict[str, LoadedModel] = {model.tag or "": model}
+        self._models: dict[str, LoadedModel] = {}
         self._load_lock = threading.Lock()
         self._experiment: Experiment | None = None
         self._read_at = -float("inf")
+
+    @property
+    def model(self) -> LoadedModel:
+        """The deployment's model serving now."""
+        return self._current()
 
     # ----------------------------------------------------------------- answers
     def recommend(
@@ -162,13 +168,21 @@ class OnlineServing:
         return self._experiment
 
     def arm_model(self, tag: str) -> LoadedModel:
-        """The model of an arm, loaded (and fed the stored feedback) on first use."""
+        """The model of an arm, loaded (and fed the stored feedback) on first use.
+
+        An arm naming the version the deployment serves shares its model.
+        """
+        current = self.model
+        if tag == current.tag:
+            return current
         model = self._models.get(tag)
         if model is not None:
             return model
         with self._load_lock:
             if tag not in self._models:
                 loaded = self._loader(tag)
+                if loaded.tag == current.tag:
+                    return current
                 known = self._models.get(loaded.tag or "")
                 if known is None:  # a version not served yet: feed it the feedback
                     attach_feedback(loaded, self.store)

@@ -11,6 +11,8 @@ RECBENTO_MAX_EVENTS             1000       events per ``feedback`` call
 RECBENTO_MAX_GROUP              50         members per ``recommend_group`` call
 RECBENTO_ENCODE_MAX_BATCH       64         adaptive batching: largest ``encode`` batch
 RECBENTO_ENCODE_MAX_LATENCY_MS  10000      adaptive batching: latency budget
+RECBENTO_RELOAD_SECONDS         30         how often a model served by name looks for a
+                                           newer version (0: never)
 ==============================  =========  ==============================================
 """
 
@@ -33,6 +35,7 @@ _ENV = {
     "max_group": "RECBENTO_MAX_GROUP",
     "encode_max_batch": "RECBENTO_ENCODE_MAX_BATCH",
     "encode_max_latency_ms": "RECBENTO_ENCODE_MAX_LATENCY_MS",
+    "reload_seconds": "RECBENTO_RELOAD_SECONDS",
 }
 
 
@@ -55,13 +58,15 @@ class ServiceSettings:
     max_group: int = 50
     encode_max_batch: int = 64
     encode_max_latency_ms: int = 10_000
+    reload_seconds: int = 30
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, int) or value < 1:
+            low = 0 if f.name == "reload_seconds" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise InputError(
-                    f"{_ENV[f.name]}={value!r}: expected a whole number >= 1",
+                    f"{_ENV[f.name]}={value!r}: expected a whole number >= {low}",
                     field=_ENV[f.name],
                     value=value,
                 )
@@ -78,6 +83,6 @@ class ServiceSettings:
                 values[name] = int(raw)
             except ValueError:
                 raise InputError(
-                    f"{var}={raw!r}: expected a whole number >= 1", field=var, value=raw
+                    f"{var}={raw!r}: expected a whole number", field=var, value=raw
                 ) from None
         return cls(**values)
