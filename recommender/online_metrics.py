@@ -289,6 +289,7 @@ def plot_metrics(table: pd.DataFrame, path: Any, *, title: str = "Online metrics
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
         os.replace(tmp, path)
     finally:
         plt.close(fig)
