@@ -367,3 +367,23 @@ def test_concurrent_free_text_requests_all_succeed(service_module):
         assert sum(counts) == 300  # every query reached the batching encoder once
     finally:
         _stop(proc)
+
+
+def test_asgi_household_runs_the_same_stages_as_one_user(asgi):
+    """Filters, exclude_items, explanations and knobs work for a household too."""
+    body = {
+        "user_ids": [10, 20],
+        "k": 3,
+        "include": {"genres": ["Sci-Fi"]},
+        "exclude_items": [8],
+        "explain": True,
+        "knobs": {"kg_weight": 0.5, "diversity": 0.0},
+    }
+    r = asgi.post("/recommend_group", json=body)
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    assert [i["item_id"] for i in items] == [7]  # the one Sci-Fi film left
+    r = asgi.post("/recommend_group", json={**body, "include": None, "exclude_items": None})
+    got = r.json()["items"]
+    assert {1, 2, 4, 5}.isdisjoint(i["item_id"] for i in got)  # seen by a member
+    assert any(i.get("reasons") for i in got)  # explained from the members' histories
