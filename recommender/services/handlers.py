@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 
 from recommender.errors import AuthError, NotFoundError, RecbentoError
 from recommender.refresh import open_feedback, record_feedback, sync_feedback
+from recommender.services.batcher import RequestBatcher
 from recommender.services.schemas import (
     FeedbackBody,
     RecommendBatchBody,
@@ -27,7 +28,14 @@ from recommender.services.schemas import (
     check_text,
 )
 from recommender.services.settings import ServiceSettings
-from recommender.serving import EncodeFn, LoadedModel, recommend_batch, recommend_group
+from recommender.serving import (
+    EncodeFn,
+    LoadedModel,
+    Recommendation,
+    Request,
+    recommend_batch,
+    recommend_group,
+)
 
 __all__ = ["Handlers", "answer", "check_token", "groups_summary", "limit_math_threads"]
 
@@ -45,6 +53,11 @@ class Handlers:
         self.model = model
         self.store = store
         self.settings = settings
+        # concurrent single requests are scored together (see recommender.services.batcher)
+        self._batcher = RequestBatcher(self._recommend_many, max_batch=32)
+
+    def _recommend_many(self, reqs: list[Request]) -> list[Recommendation]:
+        return recommend_batch(self._fresh(), reqs)
 
     @classmethod
     def open(
@@ -64,8 +77,7 @@ class Handlers:
         return model
 
     def recommend(self, body: RecommendBody) -> dict[str, Any]:
-        req = body.to_request()
-        return recommend_batch(self._fresh(), [req])[0].to_dict()
+        return self._batcher.submit(body.to_request()).to_dict()
 
     def recommend_batch(self, body: RecommendBatchBody) -> list[dict[str, Any]]:
         reqs = [b.to_request() for b in body.requests]
