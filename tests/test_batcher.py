@@ -34,7 +34,6 @@ def test_requests_waiting_together_run_as_one_batch():
     gate.set()
     for t in threads:
         t.join()
-    b.close()
     assert out == {i: 2 * i for i in range(9)}
     assert seen == [1, 8]  # a lone request ran at once; the eight that queued ran together
 

@@ -1,12 +1,14 @@
 """Requests that arrive together are answered together: one relevance product per batch.
 
 Scoring one user reads the whole item-vector matrix (a matrix-vector product bound by
-memory bandwidth); scoring several reads it once. :class:`RequestBatcher` gives each
-API worker one dispatcher thread: request threads hand it their request and wait; it
-takes every request waiting (up to ``max_batch``) and runs them through
-:func:`~recommender.serving.recommend_batch` at once, queries encoded in one encoder
-call. Nothing waits for a batch to fill: an idle worker answers a lone request at once,
-and batches grow only as requests queue up under load.
+memory bandwidth); scoring several reads it once. :class:`RequestBatcher` lets the
+request threads of an API worker take turns as the one that runs a batch: a thread that
+finds no batch running takes every request waiting (up to ``max_batch``) and runs them
+through :func:`~recommender.serving.recommend_batch` at once, queries encoded in one
+encoder call; the others wait for their answer. Nothing waits for a batch to fill: an
+idle worker answers a lone request at once, and batches grow only as requests queue up
+under load. The batch runs in a request thread, the kind of thread BentoML's client of
+the encoder service must be called from.
 
 A request whose input is bad must not fail its batch-mates: a batch that raises is
 answered again request by request, so each gets its own answer or its own error.
@@ -15,7 +17,6 @@ answered again request by request, so each gets its own answer or its own error.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -41,46 +42,37 @@ class RequestBatcher(Generic[Req, Ans]):
 
     Examples
     --------
-    >>> b = RequestBatcher(lambda xs: [x * 2 for x in xs])
-    >>> b.submit(21)
+    >>> RequestBatcher(lambda xs: [x * 2 for x in xs]).submit(21)
     42
-    >>> b.close()
     """
 
     def __init__(self, fn: Callable[[Sequence[Req]], Sequence[Ans]], max_batch: int = 32) -> None:
         self.fn = fn
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[Req, Future] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="recbento-batcher", daemon=True)
-        self._thread.start()
+        self._cond = threading.Condition()
+        self._pending: list[tuple[Req, Future]] = []
+        self._running = False
 
     def submit(self, request: Req) -> Ans:
         """The answer to ``request`` (its own exception when it fails)."""
         fut: Future = Future()
-        self._queue.put((request, fut))
-        return fut.result()
-
-    def close(self) -> None:
-        """Stop the dispatcher once the requests already queued are answered."""
-        self._queue.put(None)
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < self.max_batch:
+        with self._cond:
+            self._pending.append((request, fut))
+            while not fut.done():
+                if self._running:
+                    self._cond.wait()
+                    continue
+                self._running = True  # this thread runs the next batch
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                self._cond.release()
                 try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
                     self._answer(batch)
-                    return
-                batch.append(nxt)
-            self._answer(batch)
+                finally:
+                    self._cond.acquire()
+                    self._running = False
+                    self._cond.notify_all()
+        return fut.result()
 
     def _answer(self, batch: list[tuple[Req, Future]]) -> None:
         try:
