@@ -35,6 +35,7 @@ from recommender.serving import (
     Request,
     recommend_batch,
     recommend_group,
+    validate,
 )
 
 __all__ = ["Handlers", "answer", "check_token", "groups_summary", "limit_math_threads"]
@@ -56,8 +57,11 @@ class Handlers:
         # concurrent single requests are scored together (see recommender.services.batcher)
         self._batcher = RequestBatcher(self._recommend_many, max_batch=32)
 
-    def _recommend_many(self, reqs: list[Request]) -> list[Recommendation]:
-        return recommend_batch(self._fresh(), reqs)
+    def _recommend_many(
+        self, items: list[tuple[Request, np.ndarray | None]]
+    ) -> list[Recommendation]:
+        reqs = [r for r, _ in items]
+        return recommend_batch(self._fresh(), reqs, query_vectors=[v for _, v in items])
 
     @classmethod
     def open(
@@ -77,7 +81,14 @@ class Handlers:
         return model
 
     def recommend(self, body: RecommendBody) -> dict[str, Any]:
-        return self._batcher.submit(body.to_request()).to_dict()
+        req = body.to_request()
+        # each request encodes its own query, so the encoder service batches them
+        # across requests and workers; scoring is then batched here
+        vec = None
+        if req.query and req.query.strip():
+            validate(self.model, req)
+            vec = self.model.encode([req.query.strip()])[0]
+        return self._batcher.submit((req, vec)).to_dict()
 
     def recommend_batch(self, body: RecommendBatchBody) -> list[dict[str, Any]]:
         reqs = [b.to_request() for b in body.requests]
