@@ -265,3 +265,22 @@ def test_approximate_index_gives_the_exact_answers_on_a_small_catalogue(toy_bund
         assert ids(ann.recommend(req)) == ids(exact.recommend(req))
     # items 3 and 6 tie as second neighbours of 7, so compare the first
     assert [i.item_id for i in ann.similar_items(7, k=1)] == [8]
+
+
+def test_queries_encode_in_one_call_unless_given(toy_bundle):
+    from recommender.serving import recommend_batch
+
+    calls: list[list[str]] = []
+
+    def encode(texts):
+        calls.append(list(texts))
+        return np.tile([0, 0, 1, 0], (len(texts), 1)).astype(np.float32)
+
+    rec = load_model(toy_bundle, encode=encode)
+    reqs = [Request(query="space", k=2), Request(user_id=10, k=2), Request(query="more", k=2)]
+    first = recommend_batch(rec, reqs)
+    assert calls == [["space", "more"]]  # the batch's queries, one call
+    given = [np.array([0, 0, 1, 0], np.float32), None, np.array([0, 0, 1, 0], np.float32)]
+    again = recommend_batch(rec, reqs, query_vectors=given)
+    assert len(calls) == 1  # nothing left to encode: no call at all
+    assert [ids(a) for a in again] == [ids(f) for f in first]

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 
 from recommender.errors import AuthError, NotFoundError, RecbentoError
 from recommender.refresh import open_feedback, record_feedback, sync_feedback
+from recommender.services.batcher import RequestBatcher
 from recommender.services.online import OnlineServing, online_metrics_answer
 from recommender.services.schemas import (
     FeedbackBody,
@@ -29,7 +30,15 @@ from recommender.services.schemas import (
     check_text,
 )
 from recommender.services.settings import ServiceSettings
-from recommender.serving import EncodeFn, LoadedModel, recommend_group
+from recommender.serving import (
+    EncodeFn,
+    LoadedModel,
+    Recommendation,
+    Request,
+    recommend_batch,
+    recommend_group,
+    validate,
+)
 
 __all__ = ["Handlers", "answer", "check_token", "groups_summary", "limit_math_threads"]
 
@@ -48,6 +57,14 @@ class Handlers:
         self.store = store
         self.settings = settings
         self.online = OnlineServing(lambda: self.model, store)  # follows a swapped model
+        # concurrent single requests are scored together (see recommender.services.batcher)
+        self._batcher = RequestBatcher(self._recommend_many, max_batch=32)
+
+    def _recommend_many(
+        self, items: list[tuple[Request, np.ndarray | None]]
+    ) -> list[Recommendation]:
+        reqs = [r for r, _ in items]
+        return recommend_batch(self._fresh(), reqs, query_vectors=[v for _, v in items])
 
     @classmethod
     def open(
@@ -68,7 +85,19 @@ class Handlers:
 
     def recommend(self, body: RecommendBody) -> dict[str, Any]:
         req = body.to_request()
-        return self.online.recommend([req], [body.exclude_shown])[0]
+        model, arm = self.online.route(req.user_id)
+        if body.exclude_shown:
+            self.online.exclude_shown(model, req, body.exclude_shown)
+        if model is not self.model:  # an experiment arm on another version: unbatched
+            return self.online.recommend([req])[0]
+        # each request encodes its own query, so the encoder service batches them
+        # across requests and workers; scoring is then batched here
+        vec = None
+        if req.query and req.query.strip():
+            validate(self.model, req)
+            vec = self.model.encode([req.query.strip()])[0]
+        rec = self._batcher.submit((req, vec))
+        return self.online.served(rec, req.user_id, self.model, arm)
 
     def recommend_batch(self, body: RecommendBatchBody) -> list[dict[str, Any]]:
         reqs = [b.to_request() for b in body.requests]

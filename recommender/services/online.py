@@ -94,7 +94,7 @@ class OnlineServing:
         routes = [self.route(r.user_id) for r in reqs]
         for req, n, (model, _) in zip(reqs, exclude_shown, routes, strict=True):
             if n:
-                self._exclude_shown(model, req, n)
+                self.exclude_shown(model, req, n)
         out: list[dict[str, Any] | None] = [None] * len(reqs)
         for tag in dict.fromkeys(m.tag for m, _ in routes):
             idx = [i for i, (m, _) in enumerate(routes) if m.tag == tag]
@@ -197,7 +197,7 @@ class OnlineServing:
         return load(tag, encode=self.model.encode_fn)
 
     # ------------------------------------------------------------------ shown
-    def _exclude_shown(self, model: LoadedModel, req: Request, n: int) -> None:
+    def exclude_shown(self, model: LoadedModel, req: Request, n: int) -> None:
         """Add the items of the user's last ``n`` lists to ``req.exclude_items``."""
         if req.user_id is None:
             return

@@ -129,8 +129,9 @@ def start_demo_training(tag: str) -> subprocess.Popen | None:
         os.close(lock)
         log.info("the demo model is already being trained")
         return None
-    script = (
-        "import sys, bentoml\n"
+    script = (  # at a lower priority: requests go first on the same cores
+        "import os, sys, bentoml\n"
+        "os.nice(10)\n"
         "from recommender.build import retrain\n"
         "name = sys.argv[1].split(':')[0]\n"
         "if 'tower' not in (bentoml.models.get(name).info.metadata.get('components') or []):\n"

@@ -42,13 +42,22 @@ __all__ = ["recommend_batch", "recommend_group", "similar_items", "validate"]
 GROUP_STRATEGIES: tuple[str, ...] = tuple(s for s in STRATEGIES if s != "average_without_misery")
 
 
-def recommend_batch(model: LoadedModel, reqs: Sequence[Request]) -> list[Recommendation]:
-    """Answer many requests; relevance is one matrix product for the batch."""
+def recommend_batch(
+    model: LoadedModel,
+    reqs: Sequence[Request],
+    *,
+    query_vectors: Sequence[np.ndarray | None] | None = None,
+) -> list[Recommendation]:
+    """Answer many requests; relevance is one matrix product for the batch.
+
+    ``query_vectors`` (one per request, ``None`` where there is no query or it is to be
+    encoded here) lets a caller encode queries itself.
+    """
     if not reqs:
         return []
     for r in reqs:
         validate(model, r)
-    states = user_states(model, reqs)
+    states = user_states(model, reqs, query_vectors)
     rel, trained = relevance(model, states, reqs)
     cands = candidates(model, states, rel, trained, reqs)
     ranked = rerank(model, cands, states, reqs)

@@ -24,8 +24,17 @@ __all__ = ["resolve_history", "user_group", "user_states"]
 _NONE = np.zeros(0, dtype=np.int64)
 
 
-def user_states(model: LoadedModel, reqs: Sequence[Request]) -> list[UserState]:
-    """One :class:`UserState` per request."""
+def user_states(
+    model: LoadedModel,
+    reqs: Sequence[Request],
+    query_vectors: Sequence[np.ndarray | None] | None = None,
+) -> list[UserState]:
+    """One :class:`UserState` per request.
+
+    ``query_vectors[i]``, when given, is request ``i``'s query already encoded (by the
+    caller, e.g. one encoder call per request so the encoder service batches them);
+    queries without one are encoded here, all in one call.
+    """
     s = model.serving
     states = []
     for req in reqs:
@@ -51,18 +60,30 @@ def user_states(model: LoadedModel, reqs: Sequence[Request]) -> list[UserState]:
                 allowed=model.catalogue.allowed(req.include, req.exclude),
             )
         )
-    _add_queries(model, reqs, states)
+    _add_queries(model, reqs, states, query_vectors)
     for req, st in zip(reqs, states, strict=True):
         st.group = None if st.cold else user_group(model, req, st.vector)
     return states
 
 
-def _add_queries(model: LoadedModel, reqs: Sequence[Request], states: list[UserState]) -> None:
+def _add_queries(
+    model: LoadedModel,
+    reqs: Sequence[Request],
+    states: list[UserState],
+    given: Sequence[np.ndarray | None] | None,
+) -> None:
     """Encode the batch's queries in one call and blend them into the user vectors."""
     rows = [i for i, r in enumerate(reqs) if r.query and r.query.strip()]
     if not rows:
         return
-    vectors = model.encode([reqs[i].query.strip() for i in rows])
+    given = given or [None] * len(reqs)
+    todo = [i for i in rows if given[i] is None]
+    encoded = (
+        dict(zip(todo, model.encode([reqs[i].query.strip() for i in todo]), strict=True))
+        if todo
+        else {}
+    )
+    vectors = [given[i] if given[i] is not None else encoded[i] for i in rows]
     w = model.serving.query_weight
     for j, i in enumerate(rows):
         st, q = states[i], vectors[j]
