@@ -424,6 +424,14 @@ def markdown(report: dict[str, Any]) -> str:
             f"{DEFAULT_VARIANT}: NDCG@{k} {ours:.4f} vs best baseline {best} "
             f"{base[best]:.4f} ({(ours / base[best] - 1) * 100:+.1f}%)."
         )
+    sub = {name: n for name, n in report.get("subsets", {}).items() if n}
+    if sub:
+        heads = [f"{name.replace('_', ' ')} NDCG@{k} ({n} cases)" for name, n in sub.items()]
+        lines += ["", "| model | " + " | ".join(heads) + " |", "| --- |" + " --- |" * len(sub)]
+        for name, r in report["results"].items():
+            if r.get("available", True):
+                cells = [_fmt(r.get(f"{s}_ndcg@{k}")) for s in sub]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
     c = report["cold"]
     if "n_cases" in c:
         lines.append(

@@ -220,10 +220,12 @@ def fit_user_groups(
     if tables.users is not None and len(tables.users.columns) > 1:
         attrs = tables.users.set_index(UserSchema.user_id).reindex(user_ids).reset_index(drop=True)
     x = user_item_matrix(histories, user_ids, len(tables.items))
-    groups = UserGroups(n_groups=n_groups, random_state=random_state).fit(
-        user_vectors, attrs, user_items=x
-    )
     ent, names = item_entity_matrix(tables.items)
+    # taste profiles (entity lifts of each history) when the catalogue has entities
+    counts = (x > 0).astype(np.float64) @ ent if ent.shape[1] else None
+    groups = UserGroups(n_groups=n_groups, random_state=random_state).fit(
+        user_vectors, attrs, user_items=x, entity_counts=counts
+    )
     portraits = groups.portraits(
         x, ent, names, item_ids=tables.items[ItemSchema.item_id].tolist(), user_attributes=attrs
     )

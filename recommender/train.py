@@ -124,7 +124,7 @@ class TrainConfig:
     lr: float = 5e-3
     weight_decay: float = 0.0
     batch_size: int = 128
-    max_epochs: int = 30
+    max_epochs: int = 100
     patience: int = 6
     max_seconds: float = 80.0
     max_train_len: int | None = 50
