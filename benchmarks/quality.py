@@ -6,19 +6,21 @@ any dataset in recbento's input contract::
     python -m benchmarks.quality --items items.csv --interactions interactions.csv \
         [--users users.csv] [--out benchmarks/results]
 
-Protocol: each user's last interaction (timestamp, ties by ``item_id``) is the test
-item; every system ranks all items with the user's training items excluded; HR@10,
+Protocol: each user's last interaction is the test item, by timestamp, a user's equal
+timestamps in an order drawn from ``--seed`` (:func:`recommender.eval.break_ties`: the
+one order every system reads; ordering ties by ``item_id`` would tell a sequential model
+which item is last); every system ranks all items with the user's training items excluded; HR@10,
 NDCG@10, coverage@10. Cold start: a seeded 10% of items is removed from training
 entirely and HR@10 is measured on the test cases whose target is one of them.
 
 Every system is a *variant*: a function ``(Split) -> (topk, info)`` registered in
 :data:`VARIANTS`. recbento's variants answer through the product's own request path: a
 bundle is built from the training split (graph, groups, reranker, and the trained tower
-where the variant has one) and :class:`recommender.pipeline.Recommender` answers one
-request per test user, with the knowledge graph and the reranker on or off per request.
-The tower is trained once per split and shared by the variants that use it.
-Writes ``quality.md``, ``quality.json`` and ``quality.png`` to ``--out``.
-"""
+where the variant has one), loaded with :func:`recommender.serving.load_model`, and
+:func:`recommender.serving.recommend_batch` answers one request per test user, with the
+knowledge graph and the reranker on or off per request. The tower is trained once per
+split and shared by the variants that use it. Writes ``quality.md``, ``quality.json``
+and ``quality.png`` to ``--out``."""
 
 from __future__ import annotations
 
@@ -36,13 +38,21 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from recommender.pipeline import Recommender, Request
 
 from benchmarks.baselines import BASELINES, interaction_matrix, score_topk
+from benchmarks.seq_baselines import SEQ_BASELINES, fit_and_rank
 from recommender.build import build_bundle
 from recommender.encoder import TextEncoder
-from recommender.eval import cold_item_split, evaluate_rankings, hit_rate_at_k, leave_last_out
+from recommender.eval import (
+    break_ties,
+    cold_item_split,
+    evaluate_rankings,
+    hit_rate_at_k,
+    leave_last_out,
+    shuffle_within_users,
+)
 from recommender.schemas import Tables
+from recommender.serving import LoadedModel, Request, load_model, recommend_batch
 from recommender.train import SequenceRecommender, TrainConfig, sequences_from_interactions
 
 __all__ = [
@@ -171,6 +181,15 @@ def _baseline(name: str) -> Variant:
     return run_baseline
 
 
+def _seq_baseline(name: str) -> Variant:
+    def run_seq(split: Split) -> tuple[np.ndarray, dict[str, Any]]:
+        return fit_and_rank(name, split.all_sequences, split.X, split.rows, split.histories, K)
+
+    # an ID-only model cannot rank an item it never saw: cold-start HR is 0 by design
+    run_seq.id_only = True  # type: ignore[attr-defined]
+    return run_seq
+
+
 def _tower(split: Split) -> SequenceRecommender:
     """The split's trained tower (trained on first use, then shared)."""
     if "tower" not in split.cache:
@@ -181,8 +200,8 @@ def _tower(split: Split) -> SequenceRecommender:
     return split.cache["tower"]
 
 
-def _recommender(split: Split, *, trained: bool) -> Recommender:
-    """The product's recommender built from the training split (cached per split)."""
+def _recommender(split: Split, *, trained: bool) -> LoadedModel:
+    """The product's loaded model built from the training split (cached per split)."""
     key = f"recommender:{trained}"
     if key not in split.cache:
         if "bundle" not in split.cache:
@@ -195,7 +214,7 @@ def _recommender(split: Split, *, trained: bool) -> Recommender:
         components = dict(bundle.components)
         if trained:
             components["tower"] = _tower(split)
-        split.cache[key] = Recommender(replace(bundle, components=components))
+        split.cache[key] = load_model(replace(bundle, components=components))
     return split.cache[key]
 
 
@@ -208,7 +227,7 @@ def through_pipeline(
     kg_weight: float | None = None,
     batch: int = 128,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Top-K item rows for every test user, answered by :class:`Recommender`.
+    """Top-K item rows for every test user, answered by the product's request path.
 
     ``kg=False`` sends ``kg_weight`` 0; with ``kg=True`` the deployment default is used
     unless ``kg_weight`` overrides it.
@@ -223,12 +242,12 @@ def through_pipeline(
             Request(user_id=u, k=K, rerank=rerank, knobs=knobs)
             for u in split.user_ids[start : start + batch]
         ]
-        for r, answer in enumerate(rec.recommend_batch(reqs), start=start):
-            rows = [rec.item_index[i.item_id] for i in answer.items]
+        for r, answer in enumerate(recommend_batch(rec, reqs), start=start):
+            rows = [rec.catalogue.index[i.item_id] for i in answer.items]
             topk[r, : len(rows)] = rows
     info: dict[str, Any] = {
         "kg_weight": (
-            (rec.config.kg_weight_trained if trained else rec.config.kg_weight)
+            (rec.serving.kg_weight_trained if trained else rec.serving.kg_weight)
             if kg_weight is None
             else kg_weight
         ),
@@ -250,6 +269,7 @@ def _pipeline_variant(*, trained: bool, kg: bool, rerank: bool) -> Variant:
 #: Table order. A variant that is not available yet maps to ``None`` and is listed as such.
 VARIANTS: dict[str, Variant | None] = {
     **{name: _baseline(name) for name in BASELINES},
+    **{name: _seq_baseline(name) for name in SEQ_BASELINES},
     "recbento zero-shot text": _pipeline_variant(trained=False, kg=False, rerank=False),
     "recbento zero-shot + KG + reranker": _pipeline_variant(trained=False, kg=True, rerank=True),
     "recbento trained": _pipeline_variant(trained=True, kg=False, rerank=False),
@@ -259,10 +279,44 @@ VARIANTS: dict[str, Variant | None] = {
     ),
 }
 DEFAULT_VARIANT = "recbento trained + KG + reranker (default)"
-BASELINE_NAMES = list(BASELINES)
+BASELINE_NAMES = [*BASELINES, *SEQ_BASELINES]
 
 
 # -- the run ------------------------------------------------------------------------------
+#: A test case is a "short user" or a "rare item" case at or below this many training rows.
+FEW = 5
+
+
+def robustness_subsets(split: Split) -> dict[str, np.ndarray]:
+    """Test cases of users with at most :data:`FEW` training items, and of target items
+    with at most :data:`FEW` training interactions."""
+    counts = np.asarray(split.X.sum(axis=0)).ravel()
+    return {
+        "short_users": np.array([len(h) <= FEW for h in split.histories]),
+        "rare_items": counts[split.target] <= FEW,
+    }
+
+
+def short_users(interactions: pd.DataFrame, *, frac: float = 0.3, seed: int = 0) -> pd.DataFrame:
+    """The log with a seeded ``frac`` of users cut to their latest ``FEW + 1`` rows
+    (``FEW`` to train on, one to test): users who have only just arrived."""
+    users = np.sort(interactions["user_id"].unique())
+    rng = np.random.default_rng(seed)
+    cut = set(rng.choice(users, size=int(round(frac * len(users))), replace=False).tolist())
+    df = interactions.sort_values(["user_id", "timestamp"], kind="stable")
+    from_end = df.groupby("user_id").cumcount(ascending=False)
+    keep = ~df["user_id"].isin(cut) | (from_end <= FEW)
+    return df[keep].reset_index(drop=True)
+
+
+#: Copies of the log the robustness runs use (``--log``); ``as_is`` is the benchmark.
+LOGS: dict[str, Callable[..., pd.DataFrame]] = {
+    "as_is": lambda df, seed: df,
+    "short_users": lambda df, seed: short_users(df, seed=seed),
+    "shuffled": lambda df, seed: shuffle_within_users(df, seed=seed),
+}
+
+
 def run(
     items: pd.DataFrame,
     interactions: pd.DataFrame,
@@ -273,6 +327,7 @@ def run(
     seed: int = 0,
     variants: list[str] | None = None,
     encoder: TextEncoder | None = None,
+    log_copy: str = "as_is",
 ) -> dict[str, Any]:
     """Evaluate every selected variant on the main split and on the cold-item split.
 
@@ -280,10 +335,13 @@ def run(
     default MiniLM when omitted).
     """
     names = [n for n in (variants or list(VARIANTS)) if n in VARIANTS]
+    interactions = LOGS[log_copy](break_ties(interactions, seed=seed), seed)
+    interactions = break_ties(interactions, seed=seed)  # one order, shared by every system
     train, test = leave_last_out(interactions)
     main_split = make_split(items, train, test, vectors, train_config)
     if encoder is not None:
         main_split.cache["encoder"] = encoder
+    subsets = robustness_subsets(main_split)
     results: dict[str, dict[str, Any]] = {}
     for name in names:
         fn = VARIANTS[name]
@@ -294,6 +352,13 @@ def run(
         topk, info = fn(main_split)
         metrics = evaluate_rankings(topk, main_split.target, n_items=main_split.n_items, k=K)
         results[name] = {**metrics, "seconds": time.perf_counter() - t0, "info": info}
+        for sub, mask in subsets.items():
+            if mask.any():
+                m = evaluate_rankings(
+                    topk[mask], main_split.target[mask], n_items=main_split.n_items, k=K
+                )
+                results[name][f"{sub}_ndcg@{K}"] = m[f"ndcg@{K}"]
+                results[name][f"{sub}_hr@{K}"] = m[f"hr@{K}"]
         log.info("%-32s %s", name, {k: round(v, 4) for k, v in metrics.items()})
     cold = {"frac": cold_frac, "seed": seed}
     if cold_frac > 0:
@@ -306,18 +371,26 @@ def run(
             fn = VARIANTS[name]
             if fn is None:
                 continue
+            if getattr(fn, "id_only", False):
+                results[name][f"cold_hr@{K}"], results[name]["cold_hits"] = 0.0, 0
+                continue
             topk, _ = fn(csplit)
             hr = hit_rate_at_k(topk[mask], csplit.target[mask], K) if mask.any() else 0.0
             results[name][f"cold_hr@{K}"] = hr
             results[name]["cold_hits"] = int(round(hr * mask.sum()))
             log.info("%-32s cold HR@%d %.4f", name, K, hr)
     return {
-        "protocol": "leave-last-out (timestamp, ties by item_id); full ranking, seen excluded",
+        "protocol": (
+            "leave-last-out (timestamp; a user's equal timestamps in a seeded shuffle); "
+            "full ranking, seen excluded"
+        ),
         "k": K,
         "n_users": int(len(main_split.target)),
         "n_items": int(main_split.n_items),
         "n_interactions": int(len(interactions)),
+        "log": log_copy,
         "cold": cold,
+        "subsets": {k: int(v.sum()) for k, v in subsets.items()},
         "results": results,
     }
 
@@ -351,6 +424,14 @@ def markdown(report: dict[str, Any]) -> str:
             f"{DEFAULT_VARIANT}: NDCG@{k} {ours:.4f} vs best baseline {best} "
             f"{base[best]:.4f} ({(ours / base[best] - 1) * 100:+.1f}%)."
         )
+    sub = {name: n for name, n in report.get("subsets", {}).items() if n}
+    if sub:
+        heads = [f"{name.replace('_', ' ')} NDCG@{k} ({n} cases)" for name, n in sub.items()]
+        lines += ["", "| model | " + " | ".join(heads) + " |", "| --- |" + " --- |" * len(sub)]
+        for name, r in report["results"].items():
+            if r.get("available", True):
+                cells = [_fmt(r.get(f"{s}_ndcg@{k}")) for s in sub]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
     c = report["cold"]
     if "n_cases" in c:
         lines.append(
@@ -402,6 +483,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variants", nargs="*", default=None, help="subset of variant names")
     p.add_argument("--train-config", default="{}", help="JSON overrides of TrainConfig")
+    p.add_argument(
+        "--log",
+        choices=list(LOGS),
+        default="as_is",
+        help="robustness copies of the log: users cut to their latest rows, order shuffled",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(2)
@@ -420,6 +507,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         seed=args.seed,
         variants=args.variants,
         encoder=encoder,
+        log_copy=args.log,
     )
     report["dataset"] = str(args.items or demo_dir() / "items.csv")
     report["train_config"] = cfg.get_config()
@@ -427,9 +515,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table = markdown(report)
     print(table)  # noqa: T201 - a benchmark script prints its table
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quality.md").write_text(table + "\n")
-    (args.out / "quality.json").write_text(json.dumps(report, indent=2, default=float))
-    plot(report, args.out / "quality.png")
+    stem = "quality" if args.log == "as_is" else f"quality_{args.log}"
+    (args.out / f"{stem}.md").write_text(table + "\n")
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=float))
+    plot(report, args.out / f"{stem}.png")
     return report
 
 

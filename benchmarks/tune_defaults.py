@@ -5,7 +5,7 @@
 The test item of :mod:`benchmarks.quality` (each user's last interaction) is held out
 entirely; the validation target is each user's penultimate interaction, and the model
 (zero-shot text, and the trained tower) is built from what came before it. Every
-setting answers through the product's :class:`~recommender.pipeline.Recommender`.
+setting answers through the product's request path (:func:`recommender.serving.recommend_batch`).
 Writes ``tune_defaults.{md,json}`` to ``--out``.
 """
 

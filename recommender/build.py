@@ -35,6 +35,7 @@ __all__ = [
     "build_and_save",
     "build_demo",
     "retrain",
+    "training_summary",
     "train_tower",
     "DEMO_MODEL",
 ]
@@ -53,6 +54,21 @@ class BuildReport:
     n_users: int
     n_interactions: int
     seconds: dict[str, float] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+def training_summary(bundle: Bundle) -> dict[str, Any]:
+    """What the build's tower training did (epochs, best epoch, what stopped it)."""
+    tower = bundle.components.get("tower")
+    summary = getattr(tower, "summary_", None) or {}
+    if not summary:
+        return {}
+    return {
+        "epochs": len(summary.get("epochs", [])),
+        "best_epoch": summary.get("best_epoch"),
+        "stopped_by": summary.get("stopped_by", "unknown"),
+        "max_seconds": tower.config.max_seconds,
+    }
 
 
 def build_bundle(
@@ -204,10 +220,12 @@ def fit_user_groups(
     if tables.users is not None and len(tables.users.columns) > 1:
         attrs = tables.users.set_index(UserSchema.user_id).reindex(user_ids).reset_index(drop=True)
     x = user_item_matrix(histories, user_ids, len(tables.items))
-    groups = UserGroups(n_groups=n_groups, random_state=random_state).fit(
-        user_vectors, attrs, user_items=x
-    )
     ent, names = item_entity_matrix(tables.items)
+    # taste profiles (entity lifts of each history) when the catalogue has entities
+    counts = (x > 0).astype(np.float64) @ ent if ent.shape[1] else None
+    groups = UserGroups(n_groups=n_groups, random_state=random_state).fit(
+        user_vectors, attrs, user_items=x, entity_counts=counts
+    )
     portraits = groups.portraits(
         x, ent, names, item_ids=tables.items[ItemSchema.item_id].tolist(), user_attributes=attrs
     )
@@ -274,6 +292,7 @@ def build_and_save(
         n_users=len(bundle.user_ids),
         n_interactions=len(tables.interactions),
         seconds=timings,
+        training=training_summary(bundle),
     )
 
 
@@ -292,7 +311,12 @@ def retrain(model: str, *, name: str | None = None, progress: bool = True) -> Bu
     new_tag = save_to_store(bundle, name or tag.split(":")[0])
     timings["save"] = time.perf_counter() - t0
     return BuildReport(
-        new_tag, len(bundle.items), len(bundle.user_ids), len(bundle.interactions), timings
+        new_tag,
+        len(bundle.items),
+        len(bundle.user_ids),
+        len(bundle.interactions),
+        timings,
+        training_summary(bundle),
     )
 
 

@@ -143,6 +143,13 @@ def _print_report(report: Any, t0: float) -> None:
     for step, secs in report.seconds.items():
         table.add_row(f"{step} (s)", f"{secs:.1f}")
     table.add_row("total (s)", f"{time.perf_counter() - t0:.1f}")
+    tr = getattr(report, "training", None) or {}
+    if tr:
+        table.add_row("training epochs (best)", f"{tr['epochs']} ({tr['best_epoch']})")
+        stopped = tr["stopped_by"]
+        if stopped == "time_cap":
+            stopped = f"time cap ({tr['max_seconds']:.0f} s), best epoch kept"
+        table.add_row("training stopped by", stopped.replace("_", " "))
     console.print(table)
     console.print(report.tag)
 

@@ -1,9 +1,11 @@
 """Offline evaluation: the leave-last-out split, ranking metrics and the cold-item split.
 
 The protocol (shared by every system in ``benchmarks/quality.py``): each user's last
-interaction, by timestamp with ties broken by ``item_id``, is the test case; everything
-else trains. Systems rank *all* items, the user's training items excluded, and are
-scored on the top ``k``.
+interaction, by timestamp, is the test case; everything else trains. Logs such as
+MovieLens record whole sessions under one timestamp; :func:`break_ties` orders each
+user's equal timestamps by a seeded shuffle (and nudges them apart by whole seconds), so
+no system learns from the order the item ids happen to have. Systems rank *all* items,
+the user's training items excluded, and are scored on the top ``k``.
 
 Examples
 --------
@@ -26,6 +28,8 @@ from recommender.errors import InputError
 from recommender.topk import top_k
 
 __all__ = [
+    "break_ties",
+    "shuffle_within_users",
     "leave_last_out",
     "cold_item_split",
     "hit_rate_at_k",
@@ -54,6 +58,72 @@ def _check_columns(df: pd.DataFrame, name: str) -> None:
 def _chronological(interactions: pd.DataFrame) -> pd.DataFrame:
     """Rows sorted by user, timestamp, item_id (the order every split relies on)."""
     return interactions.sort_values([_USER, _TS, _ITEM], kind="stable").reset_index(drop=True)
+
+
+def _restamp(df: pd.DataFrame, key: np.ndarray) -> tuple[pd.DataFrame, int]:
+    """Order each user's rows by ``key`` and make their timestamps strictly increasing.
+
+    Timestamp ``t`` of a row becomes ``max(t, previous + 1)`` in the new order, so
+    every system (splits, baselines, training, serving) reads the same order.
+    """
+    df = df.assign(_key=key).sort_values([_USER, "_key"], kind="stable")
+    users = df[_USER].to_numpy()
+    ts = df[_TS].to_numpy(dtype=np.int64)
+    first = np.r_[True, users[1:] != users[:-1]]
+    # a strictly increasing run: t'_i = max over j <= i in the user of (t_j + i - j)
+    idx = np.arange(len(ts))
+    start = np.maximum.accumulate(np.where(first, idx, 0))
+    shifted = ts - (idx - start)
+    # running max restarted at every user: offset each user's block far above the last
+    block = np.cumsum(first) * (int(np.abs(shifted).max()) * 2 + 1)
+    run = np.maximum.accumulate(shifted + block) - block
+    new = run + (idx - start)
+    out = df.drop(columns="_key").assign(**{_TS: new}).reset_index(drop=True)
+    return out, int((new - ts).max()) if len(ts) else 0
+
+
+def break_ties(interactions: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
+    """The log with every user's equal timestamps in a seeded random order.
+
+    Rows keep their time order; within a user's rows of one timestamp the order is a
+    shuffle drawn from ``seed`` (not ``item_id``, which would tell a sequential model
+    which item comes last), and timestamps are nudged by whole seconds so that the
+    order is explicit: every later sort by time finds it. The largest nudge is logged.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"user_id": [1, 1, 1], "item_id": [1, 2, 3], "timestamp": [5, 5, 9]})
+    >>> out = break_ties(df, seed=0)
+    >>> out.timestamp.tolist(), int(out.item_id.iloc[-1])
+    ([5, 6, 9], 3)
+    """
+    _check_columns(interactions, "interactions")
+    rng = np.random.default_rng(seed)
+    noise = rng.random(len(interactions))
+    ts = interactions[_TS].to_numpy(dtype=np.int64)
+    # sort key: timestamp first, the shuffle among equal timestamps
+    key = np.lexsort((noise, ts))
+    rank = np.empty(len(key), dtype=np.int64)
+    rank[key] = np.arange(len(key))
+    out, nudge = _restamp(interactions, rank)
+    log.info("ties broken by a seeded shuffle (seed %d); largest nudge %d s", seed, nudge)
+    return out
+
+
+def shuffle_within_users(interactions: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
+    """A copy of the log whose order within each user is a seeded random permutation.
+
+    Each user keeps their items and their set of timestamps; which item has which
+    timestamp is shuffled (a robustness check: a model should not depend on order it
+    cannot know).
+    """
+    _check_columns(interactions, "interactions")
+    df = interactions.sort_values([_USER, _TS], kind="stable").reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    key = np.lexsort((rng.random(len(df)), df[_USER].to_numpy()))
+    shuffled = df.iloc[key].reset_index(drop=True)
+    shuffled[_TS] = df[_TS].to_numpy()  # same users in the same row order as df
+    return break_ties(shuffled, seed=seed)
 
 
 def leave_last_out(

@@ -199,6 +199,7 @@ class UserGroups:
         user_attributes: pd.DataFrame | None = None,
         *,
         user_items: sp.spmatrix | None = None,
+        entity_counts: np.ndarray | sp.spmatrix | None = None,
     ) -> UserGroups:
         """Cluster users.
 
@@ -209,6 +210,12 @@ class UserGroups:
             One row per user (same order), attribute columns only (drop ``user_id``).
         user_items : sparse, shape (n_users, n_items), optional
             Interactions; when given, :attr:`group_popularity_` is computed.
+        entity_counts : array or sparse, shape (n_users, n_entities), optional
+            Entity mentions in each user's history. When given, users are clustered on
+            their taste profiles (:mod:`recommender.group_taste`) and the number of
+            groups is the most distinctive stable one; :attr:`centers_` are then the
+            groups' mean features (user vector + attributes), so :meth:`predict` places
+            a new user by their vector as before.
 
         Returns
         -------
@@ -238,6 +245,8 @@ class UserGroups:
         self.vector_dim_ = x.shape[1]
         feats = self._features(x, user_attributes)
 
+        if entity_counts is not None:
+            return self._fit_taste(x, feats, entity_counts, user_attributes, user_items)
         if self.n_groups is not None:
             if not 1 <= int(self.n_groups) <= n:
                 raise InputError(f"n_groups={self.n_groups} must be in [1, {n}]", field="n_groups")
@@ -286,6 +295,63 @@ class UserGroups:
             self.silhouette_,
             n,
         )
+        return self
+
+    def _ks(self, n: int) -> list[int]:
+        if self.n_groups is not None:
+            if not 1 <= int(self.n_groups) <= n:
+                raise InputError(f"n_groups={self.n_groups} must be in [1, {n}]", field="n_groups")
+            return [int(self.n_groups)]
+        lo, hi = (int(v) for v in self.n_groups_range)
+        if lo < 2 or hi < lo:
+            raise InputError(
+                f"n_groups_range={self.n_groups_range} must be (lo, hi) with 2 <= lo <= hi",
+                field="n_groups_range",
+            )
+        return list(range(lo, min(hi, n - 1) + 1)) or [min(lo, n)]
+
+    def _fit_taste(
+        self,
+        x: np.ndarray,
+        feats: np.ndarray,
+        entity_counts: np.ndarray | sp.spmatrix,
+        user_attributes: pd.DataFrame | None,
+        user_items: sp.spmatrix | None,
+    ) -> UserGroups:
+        """Cluster taste profiles (+ attributes); centres in the vector + attribute space."""
+        from sklearn.metrics import silhouette_score
+
+        from recommender.group_taste import choose_groups, taste_features
+
+        n = x.shape[0]
+        if entity_counts.shape[0] != n:
+            raise InputError(
+                f"entity_counts has {entity_counts.shape[0]} rows, expected {n}",
+                field="entity_counts",
+            )
+        taste = taste_features(entity_counts)
+        if user_attributes is not None and self.attribute_categories_:
+            taste = np.hstack([taste, self._attribute_block(user_attributes)])
+        k, labels, table = choose_groups(
+            taste, entity_counts, ks=self._ks(n), seed=self.random_state
+        )
+        self.selection_ = table
+        self.n_groups_, self.labels_ = k, labels
+        self.silhouette_scores_ = {}
+        self.silhouette_ = (
+            float(silhouette_score(taste, labels)) if 1 < len(np.unique(labels)) < n else -1.0
+        )
+        self.silhouette_scores_[k] = self.silhouette_
+        self.centers_ = np.stack(
+            [
+                feats[labels == g].mean(axis=0) if (labels == g).any() else feats.mean(axis=0)
+                for g in range(k)
+            ]
+        )
+        self.group_popularity_ = (
+            None if user_items is None else group_item_popularity(labels, user_items, k)
+        )
+        log.info("found %d taste groups among %d users: %s", k, n, table)
         return self
 
     def _check_fitted(self) -> None:

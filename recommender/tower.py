@@ -103,6 +103,28 @@ class UserTower(nn.Module):
             return e + ide
         return torch.cat([e[:n_id] + ide, e[n_id:]], dim=0)
 
+    def item_rows(
+        self,
+        item_vectors: torch.Tensor,
+        rows: torch.Tensor,
+        id_keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Embeddings of the items ``rows`` only: ``item_table(item_vectors)[rows]``.
+
+        Costs ``len(rows)``, not the catalogue (sampled-softmax training on a large
+        catalogue). ``id_keep`` is aligned with ``rows``.
+        """
+        p = self.text_proj(item_vectors[rows])
+        e = p + self.text_mlp(p)
+        if self.id_emb is None:
+            return e
+        inside = rows < self.n_items
+        r = rows.clamp(max=self.n_items - 1)
+        keep = self.has_id[r] & inside
+        if id_keep is not None:
+            keep = keep & id_keep
+        return e + self.id_emb(r) * keep.unsqueeze(1).to(e.dtype)
+
     def _mask(self, valid: torch.Tensor) -> torch.Tensor:
         """Boolean attention mask (True = blocked): causal, pads blocked except self."""
         b, length = valid.shape
@@ -154,10 +176,20 @@ class CooccurrenceScorer:
         Recency decay per history position (1.0 = plain EASE).
     min_count : int
         Minimum number of training users for an item to enter ``B``.
+    max_items : int or None
+        At most this many items (the most popular) enter ``B``: its inverse costs the
+        cube of their number, so a large catalogue keeps the head only.
     """
 
-    def __init__(self, lam: float = 500.0, decay: float = 0.9, min_count: int = 2) -> None:
+    def __init__(
+        self,
+        lam: float = 500.0,
+        decay: float = 0.9,
+        min_count: int = 2,
+        max_items: int | None = None,
+    ) -> None:
         self.lam, self.decay, self.min_count = lam, decay, min_count
+        self.max_items = max_items
 
     def fit(self, sequences: list, n_items: int, *, device: torch.device | None = None):  # noqa: ANN201
         """Closed-form fit on the users' training sequences; returns ``self``."""
@@ -169,6 +201,9 @@ class CooccurrenceScorer:
             rows.append(torch.full((len(items),), u, dtype=torch.long))
             cols.append(items)
         active = torch.nonzero(counts >= self.min_count).squeeze(1)
+        if self.max_items is not None and len(active) > self.max_items:
+            head = torch.argsort(counts[active], descending=True, stable=True)[: self.max_items]
+            active = torch.sort(active[head]).values
         pos = torch.full((n_items,), -1, dtype=torch.long)
         pos[active] = torch.arange(len(active))
         r, c = torch.cat(rows), pos[torch.cat(cols)]

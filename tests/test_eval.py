@@ -10,6 +10,7 @@ import pytest
 
 from recommender.errors import InputError
 from recommender.eval import (
+    break_ties,
     cold_item_split,
     coverage_at_k,
     evaluate_rankings,
@@ -17,6 +18,7 @@ from recommender.eval import (
     hit_rate_at_k,
     leave_last_out,
     ndcg_at_k,
+    shuffle_within_users,
     topk_from_scores,
 )
 
@@ -104,3 +106,46 @@ def test_topk_from_scores_excludes_and_breaks_ties_by_index() -> None:
     scores = np.array([[0.1, 0.9, 0.9, 0.5], [1.0, 0.0, 0.2, 0.3]])
     top = topk_from_scores(scores, 2, exclude=[np.array([], dtype=int), np.array([0])])
     assert top.tolist() == [[1, 2], [3, 2]]
+
+
+def _session_log(n_users: int = 400) -> pd.DataFrame:
+    """Every user rates items 0..4 in one session (one timestamp), then item 9 later."""
+    rows = []
+    for u in range(n_users):
+        rows += [(u, i, 1000) for i in range(5)] + [(u, 9, 2000)]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+
+
+def test_break_ties_shuffles_equal_timestamps_by_seed() -> None:
+    df = _session_log()
+    out = break_ties(df, seed=3)
+    assert len(out) == len(df)
+    per_user = out.groupby("user_id")
+    assert per_user["timestamp"].apply(lambda s: s.is_monotonic_increasing and s.is_unique).all()
+    assert (
+        per_user["item_id"].apply(sorted) == df.groupby("user_id")["item_id"].apply(sorted)
+    ).all()
+    # the later event stays last; its timestamp is untouched
+    assert (per_user["item_id"].last() == 9).all() and (per_user["timestamp"].last() == 2000).all()
+    # within the session the last item is not the largest id: each of 0..4 about 1/5
+    _, test = leave_last_out(out[out["item_id"] != 9])
+    shares = test["item_id"].value_counts(normalize=True)
+    assert set(shares.index) == {0, 1, 2, 3, 4} and shares.max() < 0.3
+    # the same seed gives the same order, another seed another one
+    pd.testing.assert_frame_equal(out, break_ties(df, seed=3))
+    assert not out["item_id"].equals(break_ties(df, seed=4)["item_id"])
+
+
+def test_shuffle_within_users_keeps_items_and_times() -> None:
+    df = pd.DataFrame(
+        {
+            "user_id": [1] * 50 + [2] * 3,
+            "item_id": list(range(50)) + [7, 8, 9],
+            "timestamp": list(range(100, 150)) + [5, 6, 7],
+        }
+    )
+    out = shuffle_within_users(df, seed=0)
+    u1 = out[out["user_id"] == 1]
+    assert sorted(u1["item_id"]) == list(range(50))
+    assert u1["timestamp"].tolist() == list(range(100, 150))  # same times, new order
+    assert u1["item_id"].tolist() != list(range(50))

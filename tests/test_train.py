@@ -35,6 +35,8 @@ CONFIG = TrainConfig(
     max_epochs=40,
     patience=40,
     random_state=0,
+    softmax="full",
+    max_train_len=None,
 )
 
 
@@ -153,3 +155,76 @@ def test_hybrid_save_load_identical_scores(tmp_path) -> None:
     model.save(tmp_path)
     loaded = SequenceRecommender.load(tmp_path)
     np.testing.assert_array_equal(loaded.scores(histories, _vectors()), mixed)
+
+
+def test_time_cap_is_reported_and_saved(tmp_path) -> None:
+    cfg = TrainConfig(**{**CONFIG.get_config(), "max_epochs": 5, "max_seconds": 0.0})
+    model = SequenceRecommender(cfg).fit(_cycle_sequences(), _vectors(), progress=False)
+    assert len(model.summary_["epochs"]) == 1
+    assert model.summary_["stopped_by"] == "time_cap"
+    loaded = SequenceRecommender.load(model.save(tmp_path / "tower"))
+    assert loaded.summary_["stopped_by"] == "time_cap"
+
+
+def test_what_stopped_training_is_named(fitted: SequenceRecommender) -> None:
+    assert fitted.summary_["stopped_by"] == "max_epochs"  # patience = max_epochs
+    # learning rate 0: the second epoch cannot beat the first
+    cfg = TrainConfig(**{**CONFIG.get_config(), "lr": 0.0, "max_epochs": 40, "patience": 1})
+    model = SequenceRecommender(cfg).fit(_cycle_sequences(), _vectors(), progress=False)
+    assert model.summary_["stopped_by"] == "early_stopping"
+    assert len(model.summary_["epochs"]) == model.summary_["best_epoch"] + 1
+
+
+def test_max_train_len_trains_on_the_latest_items_only() -> None:
+    seqs = _cycle_sequences(n_users=10, length=30)
+    full = SequenceRecommender(TrainConfig(**{**CONFIG.get_config(), "max_epochs": 1}))
+    full.fit(seqs, _vectors(), progress=False)
+    short_cfg = TrainConfig(**{**CONFIG.get_config(), "max_epochs": 1, "max_train_len": 4})
+    short = SequenceRecommender(short_cfg).fit(seqs, _vectors(), progress=False)
+    # one validation item held out per user: 29 transitions each, or the latest 4
+    assert full.summary_["n_targets"] == 10 * 28
+    assert short.summary_["n_targets"] == 10 * 4
+
+
+def test_sampled_softmax_learns_the_planted_cycle() -> None:
+    cfg = TrainConfig(**{**CONFIG.get_config(), "softmax": "sampled", "n_negatives": 6})
+    model = SequenceRecommender(cfg).fit(_cycle_sequences(), _vectors(), progress=False)
+    assert model.summary_["softmax"] == "sampled"
+    histories = [np.array([(s + j) % N_ITEMS for j in range(5)]) for s in range(N_ITEMS)]
+    expected = [(s + 5) % N_ITEMS for s in range(N_ITEMS)]
+    assert model.scores(histories, _vectors()).argmax(axis=1).tolist() == expected
+
+
+def test_auto_softmax_samples_above_the_catalogue_threshold() -> None:
+    small = TrainConfig(**{**CONFIG.get_config(), "max_epochs": 1, "softmax": "auto"})
+    assert (
+        SequenceRecommender(small)
+        .fit(_cycle_sequences(), _vectors(), progress=False)
+        .summary_["softmax"]
+        == "full"
+    )
+    large = TrainConfig(**{**small.get_config(), "full_softmax_max_items": 10})
+    assert (
+        SequenceRecommender(large)
+        .fit(_cycle_sequences(), _vectors(), progress=False)
+        .summary_["softmax"]
+        == "sampled"
+    )
+    with pytest.raises(InputError, match="softmax='soft'"):
+        TrainConfig(softmax="soft")
+
+
+def test_cooccurrence_keeps_the_most_popular_items() -> None:
+    from recommender.tower import CooccurrenceScorer
+
+    # item 0 in every history, item 1 in most, items 2..5 in two each
+    seqs = [
+        np.array([0, 1, 2, 3]),
+        np.array([0, 1, 4, 5]),
+        np.array([0, 1, 2, 3]),
+        np.array([0, 4, 5]),
+    ]
+    full = CooccurrenceScorer(lam=1.0, min_count=2).fit(seqs, 6)
+    head = CooccurrenceScorer(lam=1.0, min_count=2, max_items=2).fit(seqs, 6)
+    assert full.active_.tolist() == [0, 1, 2, 3, 4, 5]
+    assert head.active_.tolist() == [0, 1]
