@@ -200,6 +200,10 @@ class ImpressionLog:
         Impressions waiting at most; beyond it new ones are dropped and counted.
     batch : int
         Most impressions per insert transaction.
+    linger : float
+        Seconds the writer gathers impressions after the first one before it commits them
+        together: one transaction (and one disk sync) per interval rather than per served
+        list, which cost the service more CPU than the recommendations themselves.
 
     Attributes
     ----------
@@ -208,9 +212,12 @@ class ImpressionLog:
         refused a batch (logged).
     """
 
-    def __init__(self, store: Any, *, max_queue: int = 10_000, batch: int = 500) -> None:
+    def __init__(
+        self, store: Any, *, max_queue: int = 10_000, batch: int = 500, linger: float = 0.25
+    ) -> None:
         self.store = store
         self.batch = batch
+        self.linger = linger
         self.written = self.dropped = self.failed = 0
         self._queue: queue.Queue[Impression | None] = queue.Queue(maxsize=max_queue)
         self._idle = threading.Condition()
@@ -266,9 +273,10 @@ class ImpressionLog:
             if first is None:
                 return
             batch = [first]
+            until = time.monotonic() + self.linger
             while len(batch) < self.batch:
                 try:
-                    nxt = self._queue.get_nowait()
+                    nxt = self._queue.get(timeout=max(until - time.monotonic(), 0.0))
                 except queue.Empty:
                     break
                 if nxt is None:
