@@ -18,6 +18,8 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from recommender.topk import top_k
+
 __all__ = [
     "Pop",
     "ItemKNN",
@@ -155,10 +157,7 @@ def score_topk(
         s[:, unseen] = -np.inf
         seen = X[rows]
         s[np.repeat(np.arange(len(rows)), np.diff(seen.indptr)), seen.indices] = -np.inf
-        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
-        r = np.arange(len(rows))[:, None]
-        order = np.lexsort((part, -s[r, part]), axis=1)
-        out[start : start + len(rows)] = part[r, order]
+        out[start : start + len(rows)] = top_k(s, k)[0]
     log.debug(
         "%s scored %d users in %.1fs", type(model).__name__, len(users), time.perf_counter() - t0
     )

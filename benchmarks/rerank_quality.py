@@ -60,6 +60,7 @@ from recommender.item_signals import (
     user_entity_profile,
 )
 from recommender.rerank import RerankConfig, Reranker
+from recommender.topk import top_k
 
 log = logging.getLogger("benchmarks.rerank_quality")
 
@@ -156,11 +157,9 @@ def candidates(
         s[:, untrained] = -np.inf
         seen = X[rows]
         s[np.repeat(np.arange(len(rows)), np.diff(seen.indptr)), seen.indices] = -np.inf
-        part = np.argpartition(-s, n - 1, axis=1)[:, :n]
-        r = np.arange(len(rows))[:, None]
-        order = np.lexsort((part, -s[r, part]), axis=1)
-        cand[rows] = part[r, order]
-        rel[rows] = s[r, cand[rows]]
+        idx, _ = top_k(s, n)
+        cand[rows] = idx
+        rel[rows] = np.take_along_axis(s, np.maximum(idx, 0), axis=1)
     return cand, rel
 
 
