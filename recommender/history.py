@@ -158,7 +158,7 @@ def weighted_vector(item_vectors: np.ndarray, items: np.ndarray, weights: np.nda
     if len(items) == 0:
         return out
     w = weights if weights.sum() > 0 else np.ones_like(weights)
-    v = (w[:, None] * item_vectors[items]).sum(axis=0)
+    v = np.asarray(w, dtype=item_vectors.dtype) @ item_vectors[items]  # one matrix-vector product
     norm = np.linalg.norm(v)
     return (v / norm).astype(np.float32) if norm > 0 else out
 

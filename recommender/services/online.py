@@ -9,7 +9,7 @@
 2. optionally leaves out what the user was shown in their last ``exclude_shown`` lists
    (one indexed query of the impression log);
 3. answers through :func:`recommender.serving.recommend_batch`, gives the answer a
-   ``request_id`` (uuid4 hex) and queues its impression
+   ``request_id`` (128 random bits in hex) and queues its impression
    (:class:`recommender.impressions.ImpressionLog`: written off the request path).
 
 Prometheus counters on the service's ``/metrics``: ``recbento_impressions_total`` (lists
@@ -20,9 +20,9 @@ served) and ``recbento_feedback_events_total`` (events by ``type``), both by exp
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -109,7 +109,7 @@ class OnlineServing:
         self, rec: Recommendation, user_id: Any, model: LoadedModel, arm: str | None = None
     ) -> dict[str, Any]:
         """``rec`` as JSON with a fresh ``request_id``; its impression queued."""
-        rec.request_id = uuid.uuid4().hex
+        rec.request_id = _request_id()
         rec.arm = arm
         _counter(
             "recbento_impressions", "Recommendation lists served, by experiment arm", ["arm"]
@@ -215,6 +215,14 @@ class OnlineServing:
         """Write the queued impressions (at shutdown)."""
         if self.impressions is not None:
             self.impressions.close()
+
+
+_ids = random.Random()  # seeded from the OS per process: ids differ across workers
+
+
+def _request_id() -> str:
+    """A random 128-bit id as 32 hex digits, like a uuid4 without a system call each."""
+    return f"{_ids.getrandbits(128):032x}"
 
 
 _counters: dict[str, Any] = {}
