@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -35,22 +34,14 @@ from typing import Any
 import httpx
 import numpy as np
 
+from benchmarks.serving_inprocess import QUERIES, catalogue_scaling, inprocess_encode_best
+from benchmarks.serving_report import write_report
 from tests.procs import free_port, serve, stop  # shared with the tests
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-QUERIES = [
-    "something like Heat but funnier",
-    "an animated film for the whole family",
-    "dark science fiction with robots",
-    "romantic comedy set in New York",
-    "a slow, beautiful drama about grief",
-    "classic western with a great score",
-    "pixar",
-    "war movie based on a true story",
-]
 
 
 def start_server(model: str, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -61,6 +52,23 @@ def start_server(model: str, port: int, env: dict[str, str] | None = None) -> su
 def stop_server(proc: subprocess.Popen) -> None:
     """Stop the server and its workers by PID (they run in process groups of their own)."""
     stop(proc, timeout=30)
+
+
+def server_cpu_s(proc: subprocess.Popen | None) -> float:
+    """CPU seconds (user + system) the server and all its children have used so far."""
+    if proc is None:
+        return float("nan")
+    import psutil
+
+    p = psutil.Process(proc.pid)
+    total = 0.0
+    for q in [p, *p.children(recursive=True)]:
+        try:
+            t = q.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
 
 
 def server_rss_mb(proc: subprocess.Popen) -> float:
@@ -161,11 +169,15 @@ def load_test(
     texts_per_encode: int,
     *,
     system: str = "recbento",
+    proc: subprocess.Popen | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Drive each endpoint of ``plan`` at each concurrency; rows, and the encode batches.
 
     The batch histogram is read from the server's ``/metrics`` once the free-text
     requests are done (BentoML's ``adaptive_batch_size`` of the encoder service).
+    With the server's ``proc``, each row also has ``server_cpu_ms``: CPU time of all the
+    server's processes per answered request, which the load generator and anything else
+    on the machine do not inflate the way they do latency.
     """
     routes = endpoints(n_users, texts_per_encode)
     rows, batches = [], {}
@@ -173,7 +185,10 @@ def load_test(
         path, body = routes[name]
         asyncio.run(_drive(base + path, body, 2, 1.0, 20))  # warm-up, not counted
         for c in concurrencies:
+            cpu0 = server_cpu_s(proc)
             res = asyncio.run(_drive(base + path, body, c, seconds, 50_000))
+            answered = res["requests"] - res["errors"]
+            res["server_cpu_ms"] = (server_cpu_s(proc) - cpu0) * 1000 / max(answered, 1)
             res.update({"system": system, "endpoint": name, "concurrency": c})
             if name == "encode":
                 res["texts_per_s"] = res["rps"] * texts_per_encode
@@ -215,136 +230,11 @@ def floor_test(seconds: float, n_users: int, concurrencies: list[int]) -> list[d
             n_users,
             1,
             system="floor",
+            proc=proc,
         )
     finally:
         stop_server(proc)
     return rows
-
-
-def inprocess_encode_best(model_path: str | None, n_texts: int = 512) -> dict[str, float]:
-    """In-process encoding throughput (texts/s) at several batch sizes."""
-    import torch
-
-    from recommender.encoder import TextEncoder
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    enc = TextEncoder.from_pretrained(model_path)
-    texts = [f"{QUERIES[i % len(QUERIES)]} #{i}" for i in range(n_texts)]
-    enc.encode(texts[:32])
-    out = {}
-    for bs in (1, 8, 32, 64, 128):
-        t0 = time.perf_counter()
-        enc.encode(texts if bs > 1 else texts[:128], batch_size=bs)
-        n = n_texts if bs > 1 else 128
-        out[str(bs)] = n / (time.perf_counter() - t0)
-    return out
-
-
-def catalogue_scaling(sizes: list[int], dim: int = 384, n_queries: int = 200) -> list[dict]:
-    """In-process recommend latency on synthetic catalogues, exact and approximate.
-
-    Item vectors are embedding-like (:func:`benchmarks.index_scaling.low_rank_unit`);
-    1,000 users with 50 random interactions each; requests by ``user_id``, k=10, with
-    the default reranker. ``recall@10`` compares the approximate answers with the
-    exact ones for the same users.
-    """
-    import pandas as pd
-
-    from benchmarks.index_scaling import low_rank_unit
-    from recommender.bundle import Bundle
-    from recommender.serving import Request, load_model
-
-    rows = []
-    rng = np.random.default_rng(0)
-    n_users = 1000
-    for n in sizes:
-        vecs = low_rank_unit(n, dim, rng)
-        items = pd.DataFrame({"item_id": np.arange(n), "title": [f"item {i}" for i in range(n)]})
-        inter = pd.DataFrame(
-            {
-                "user_id": np.repeat(np.arange(n_users), 50),
-                "item_id": rng.integers(0, n, n_users * 50),
-                "timestamp": np.tile(np.arange(50), n_users),
-                "weight": 1.0,
-            }
-        )
-        bundle = Bundle({"serving": {}}, items, vecs, inter)
-        answers: dict[str, list[list]] = {}
-        for kind in ("exact", "ann"):
-            t0 = time.perf_counter()
-            rec = load_model(bundle, index=kind)
-            build_s = time.perf_counter() - t0
-            rec.recommend(Request(user_id=0, k=10))
-            lat, got = [], []
-            for q in range(n_queries):
-                t0 = time.perf_counter()
-                out = rec.recommend(Request(user_id=int(q % n_users), k=10))
-                lat.append((time.perf_counter() - t0) * 1000)
-                got.append([i.item_id for i in out.items])
-            answers[kind] = got
-            row = {
-                "items": n,
-                "index": kind,
-                "build_s": build_s,
-                "p50_ms": float(np.percentile(lat, 50)),
-                "p99_ms": float(np.percentile(lat, 99)),
-            }
-            if kind == "ann":
-                row["recall@10"] = float(
-                    np.mean(
-                        [
-                            len(set(a) & set(e)) / max(len(e), 1)
-                            for a, e in zip(got, answers["exact"], strict=True)
-                        ]
-                    )
-                )
-            rows.append(row)
-            log.info("catalogue %d (%s): %s", n, kind, row)
-            del rec
-        del vecs, bundle
-    return rows
-
-
-def _md(rows: list[dict], cols: list[str]) -> str:
-    def fmt(v: Any) -> str:
-        return f"{v:,.1f}" if isinstance(v, float) else str(v)
-
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
-    return "\n".join(out)
-
-
-def _plot(rows: list[dict], scaling: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    for name in sorted({(r.get("system", "recbento"), r["endpoint"]) for r in rows}):
-        rs = [r for r in rows if (r.get("system", "recbento"), r["endpoint"]) == name]
-        label = " ".join(name)
-        axes[0].plot([r["concurrency"] for r in rs], [r["p99_ms"] for r in rs], "o-", label=label)
-        axes[1].plot([r["concurrency"] for r in rs], [r["rps"] for r in rs], "o-", label=label)
-    axes[0].set(
-        xscale="log", yscale="log", xlabel="concurrency", ylabel="p99 latency (ms)", title="latency"
-    )
-    axes[1].set(xscale="log", xlabel="concurrency", ylabel="requests/s", title="throughput")
-    for kind in sorted({r["index"] for r in scaling}):
-        rs = [r for r in scaling if r["index"] == kind]
-        axes[2].plot([r["items"] for r in rs], [r["p99_ms"] for r in rs], "o-", label=kind)
-    axes[2].set(
-        xscale="log",
-        yscale="log",
-        xlabel="catalogue size (items)",
-        ylabel="in-process recommend p99 (ms)",
-        title="catalogue scaling",
-    )
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -386,7 +276,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rss_idle = server_rss_mb(proc)
         rows, batches = load_test(
-            f"http://127.0.0.1:{port}", PLAN, args.seconds, n_users, args.texts_per_encode
+            f"http://127.0.0.1:{port}",
+            PLAN,
+            args.seconds,
+            n_users,
+            args.texts_per_encode,
+            proc=proc,
         )
         rss_loaded = server_rss_mb(proc)
     finally:
@@ -408,94 +303,6 @@ def main(argv: list[str] | None = None) -> None:
         "server_rss_mb": {"idle": rss_idle, "after_load": rss_loaded},
     }
     write_report(report, args.out)
-
-
-def ratios(floor: list[dict], rows: list[dict]) -> list[dict[str, Any]]:
-    """recbento's ``recommend`` against the floor at each concurrency both ran."""
-    out = []
-    for f in floor:
-        r = next(
-            (
-                x
-                for x in rows
-                if x["endpoint"] == "recommend" and x["concurrency"] == f["concurrency"]
-            ),
-            None,
-        )
-        if r is None:
-            continue
-        out.append(
-            {
-                "concurrency": f["concurrency"],
-                "floor_rps": f["rps"],
-                "recbento_rps": r["rps"],
-                "rps_ratio": r["rps"] / f["rps"],
-                "floor_p99_ms": f["p99_ms"],
-                "recbento_p99_ms": r["p99_ms"],
-                "p99_ratio": r["p99_ms"] / f["p99_ms"],
-            }
-        )
-    return out
-
-
-def write_report(report: dict[str, Any], out: Path) -> None:
-    """Print and write ``serving.{md,json,png}`` for one run's ``report``."""
-    rows, scaling = report["load"], report["catalogue_scaling"]
-    floor = report.get("floor", [])
-    inproc = report["encode_inprocess_texts_per_s"]
-    best_bs, best = max(inproc.items(), key=lambda kv: kv[1])
-    svc_best = max(r.get("texts_per_s", 0) for r in rows)
-    query = [r for r in rows if r["endpoint"] == "recommend(query)"]
-    query_best = max((r["rps"] for r in query), default=0.0)
-    rss = report["server_rss_mb"]
-    report["ratios_vs_floor"] = ratios(floor, rows)
-    report["encode_ratio_service_vs_inprocess"] = svc_best / best
-    report["query_ratio_vs_inprocess_encode"] = query_best / best
-    hist = report.get("encode_batch_histogram") or {}
-    cols = ["system", "endpoint", "concurrency", "requests", "errors", "rps"]
-    cols += ["p50_ms", "p95_ms", "p99_ms"]
-    md = [
-        f"## Serving benchmark ({report['model']}, {os.cpu_count()} CPU cores, "
-        f"{report.get('seconds_per_cell', 10):.0f} s per cell)",
-        "",
-        _md(floor + rows, cols),
-        "",
-        "recbento `recommend` against the floor (a BentoML service that does no work, same "
-        "workers, same run):",
-        "",
-        _md(
-            report["ratios_vs_floor"],
-            ["concurrency", "floor_rps", "recbento_rps", "rps_ratio"]
-            + ["floor_p99_ms", "recbento_p99_ms", "p99_ratio"],
-        ),
-        "",
-        f"free-text recommend: best {query_best:,.1f} requests/s = "
-        f"{query_best / best:.2f} of in-process encoding at its best batch ({best:,.0f} "
-        f"texts/s at batch {best_bs}); encode through the service: best {svc_best:,.0f} "
-        f"texts/s, ratio {svc_best / best:.2f}",
-        "",
-        "encoder batch sizes after the free-text load (BentoML's adaptive_batch_size "
-        "histogram, cumulative counts by upper bound): "
-        + (", ".join(f"<={k}: {v:,.0f}" for k, v in hist.items()) or "(not read)"),
-        "",
-        "in-process encode (texts/s by batch size): "
-        + ", ".join(f"{k}: {v:,.0f}" for k, v in inproc.items()),
-        "",
-        "in-process recommend on synthetic catalogues (embedding-like vectors, k=10, reranker on):",
-        "",
-        _md(scaling, ["items", "index", "build_s", "p50_ms", "p99_ms", "recall@10"])
-        if scaling
-        else "(not measured in this run)",
-        "",
-        f"server memory (all processes): {rss['idle']:,.0f} MiB idle, "
-        f"{rss['after_load']:,.0f} MiB after the load test",
-    ]
-    text = "\n".join(md)
-    print(text)  # noqa: T201 - a benchmark script prints its table
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "serving.md").write_text(text + "\n")
-    (out / "serving.json").write_text(json.dumps(report, indent=2))
-    _plot(floor + rows, scaling, out / "serving.png")
 
 
 if __name__ == "__main__":

@@ -284,3 +284,14 @@ def test_queries_encode_in_one_call_unless_given(toy_bundle):
     again = recommend_batch(rec, reqs, query_vectors=given)
     assert len(calls) == 1  # nothing left to encode: no call at all
     assert [ids(a) for a in again] == [ids(f) for f in first]
+
+
+def test_exact_scoring_answers_the_same_without_the_transposed_copy(reranked):
+    import dataclasses
+
+    assert reranked.vectors_t is not None  # a small catalogue keeps the in-order copy
+    plain = dataclasses.replace(reranked, vectors_t=None)  # what a large catalogue does
+    for req in (Request(user_id=10, k=4), Request(history=[4, 5], k=3), Request(user_id=30)):
+        a, b = reranked.recommend(req), plain.recommend(req)
+        assert [i.item_id for i in a.items] == [i.item_id for i in b.items]
+        assert [i.score for i in a.items] == pytest.approx([i.score for i in b.items], abs=1e-6)

@@ -85,7 +85,8 @@ class LoadedModel:
     vectors_t : ndarray or None
         ``item_vectors`` transposed and contiguous, ``(dim, n_items)``, for exact scoring
         (a user vector times it reads memory in order: the fastest way to score every
-        item); ``None`` when the approximate index scores.
+        item); kept up to :data:`TRANSPOSED_MAX_BYTES`, ``None`` above it and when the
+        approximate index scores.
     """
 
     tag: str | None
@@ -194,7 +195,7 @@ def load_model(
         new_items=None if tower is None else np.asarray(tower.new_item_mask(len(catalogue))),
         user_rows={native(u): i for i, u in enumerate(bundle.user_ids)},
         encode_fn=encode,
-        vectors_t=np.ascontiguousarray(vectors.T) if ann is None else None,
+        vectors_t=_transposed(vectors) if ann is None else None,
     )
     log.info(
         "model %s ready: %d items, %d users in %.2fs",
@@ -234,6 +235,16 @@ def _reranker(
         group_popularity=None if groups is None else groups.group_popularity_,
         config=config.rerank,
     )
+
+
+#: Largest item-vector matrix kept a second time, transposed, for exact scoring (64 MiB:
+#: 43k items at 384 dimensions). Above it exact scoring multiplies the transposed view
+#: rather than hold a second copy in every API worker.
+TRANSPOSED_MAX_BYTES = 64 * 2**20
+
+
+def _transposed(vectors: np.ndarray) -> np.ndarray | None:
+    return np.ascontiguousarray(vectors.T) if vectors.nbytes <= TRANSPOSED_MAX_BYTES else None
 
 
 def _index(vectors: np.ndarray, serving: ServingConfig) -> VectorIndex | None:

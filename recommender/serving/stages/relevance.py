@@ -27,12 +27,15 @@ def relevance(
     model: LoadedModel, states: Sequence[UserState], reqs: Sequence[Request]
 ) -> tuple[np.ndarray, list[bool]]:
     """Relevance rows and, per request, whether the trained tower scored it."""
-    if model.index is None:
+    if model.vectors_t is not None:
         # one vector-matrix product per request over the (dim, n_items) copy: reading
         # it in order beats both a product on the transposed view and one (b, d) @ (d, n)
         scores = np.empty((len(states), model.n_items), dtype=np.float32)
         for i, st in enumerate(states):
             np.matmul(st.vector, model.vectors_t, out=scores[i])
+    elif model.index is None:
+        vecs = np.stack([st.vector for st in states]).astype(np.float32, copy=False)
+        scores = np.ascontiguousarray((model.item_vectors @ vecs.T).T)
     else:
         scores = _approximate(model, states, reqs)
     trained = [model.tower is not None and len(st.history) > 0 for st in states]

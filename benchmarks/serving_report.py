@@ -1,0 +1,143 @@
+"""The serving benchmark's report: Markdown tables, ratios against the floor, a plot."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _md(rows: list[dict], cols: list[str]) -> str:
+    def fmt(v: Any) -> str:
+        return f"{v:,.1f}" if isinstance(v, float) else str(v)
+
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _plot(rows: list[dict], scaling: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for name in sorted({(r.get("system", "recbento"), r["endpoint"]) for r in rows}):
+        rs = [r for r in rows if (r.get("system", "recbento"), r["endpoint"]) == name]
+        label = " ".join(name)
+        axes[0].plot([r["concurrency"] for r in rs], [r["p99_ms"] for r in rs], "o-", label=label)
+        axes[1].plot([r["concurrency"] for r in rs], [r["rps"] for r in rs], "o-", label=label)
+    axes[0].set(
+        xscale="log", yscale="log", xlabel="concurrency", ylabel="p99 latency (ms)", title="latency"
+    )
+    axes[1].set(xscale="log", xlabel="concurrency", ylabel="requests/s", title="throughput")
+    for kind in sorted({r["index"] for r in scaling}):
+        rs = [r for r in scaling if r["index"] == kind]
+        axes[2].plot([r["items"] for r in rs], [r["p99_ms"] for r in rs], "o-", label=kind)
+    axes[2].set(
+        xscale="log",
+        yscale="log",
+        xlabel="catalogue size (items)",
+        ylabel="in-process recommend p99 (ms)",
+        title="catalogue scaling",
+    )
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def ratios(floor: list[dict], rows: list[dict]) -> list[dict[str, Any]]:
+    """recbento's ``recommend`` against the floor at each concurrency both ran."""
+    out = []
+    for f in floor:
+        r = next(
+            (
+                x
+                for x in rows
+                if x["endpoint"] == "recommend" and x["concurrency"] == f["concurrency"]
+            ),
+            None,
+        )
+        if r is None:
+            continue
+        out.append(
+            {
+                "concurrency": f["concurrency"],
+                "floor_rps": f["rps"],
+                "recbento_rps": r["rps"],
+                "rps_ratio": r["rps"] / f["rps"],
+                "floor_p99_ms": f["p99_ms"],
+                "recbento_p99_ms": r["p99_ms"],
+                "p99_ratio": r["p99_ms"] / f["p99_ms"],
+                "floor_cpu_ms": f.get("server_cpu_ms", float("nan")),
+                "recbento_cpu_ms": r.get("server_cpu_ms", float("nan")),
+            }
+        )
+    return out
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    """Print and write ``serving.{md,json,png}`` for one run's ``report``."""
+    rows, scaling = report["load"], report["catalogue_scaling"]
+    floor = report.get("floor", [])
+    inproc = report["encode_inprocess_texts_per_s"]
+    best_bs, best = max(inproc.items(), key=lambda kv: kv[1])
+    svc_best = max(r.get("texts_per_s", 0) for r in rows)
+    query = [r for r in rows if r["endpoint"] == "recommend(query)"]
+    query_best = max((r["rps"] for r in query), default=0.0)
+    rss = report["server_rss_mb"]
+    report["ratios_vs_floor"] = ratios(floor, rows)
+    report["encode_ratio_service_vs_inprocess"] = svc_best / best
+    report["query_ratio_vs_inprocess_encode"] = query_best / best
+    hist = report.get("encode_batch_histogram") or {}
+    cols = ["system", "endpoint", "concurrency", "requests", "errors", "rps"]
+    cols += ["p50_ms", "p95_ms", "p99_ms", "server_cpu_ms"]
+    md = [
+        f"## Serving benchmark ({report['model']}, {os.cpu_count()} CPU cores, "
+        f"{report.get('seconds_per_cell', 10):.0f} s per cell)",
+        "",
+        _md(floor + rows, cols),
+        "",
+        "recbento `recommend` against the floor (a BentoML service that does no work, same "
+        "workers, same run):",
+        "",
+        _md(
+            report["ratios_vs_floor"],
+            ["concurrency", "floor_rps", "recbento_rps", "rps_ratio"]
+            + ["floor_p99_ms", "recbento_p99_ms", "p99_ratio"]
+            + ["floor_cpu_ms", "recbento_cpu_ms"],
+        ),
+        "",
+        "`server_cpu_ms`: CPU time of all the server's processes per answered request.",
+        "",
+        f"free-text recommend: best {query_best:,.1f} requests/s = "
+        f"{query_best / best:.2f} of in-process encoding at its best batch ({best:,.0f} "
+        f"texts/s at batch {best_bs}); encode through the service: best {svc_best:,.0f} "
+        f"texts/s, ratio {svc_best / best:.2f}",
+        "",
+        "encoder batch sizes after the free-text load (BentoML's adaptive_batch_size "
+        "histogram, cumulative counts by upper bound): "
+        + (", ".join(f"<={k}: {v:,.0f}" for k, v in hist.items()) or "(not read)"),
+        "",
+        "in-process encode (texts/s by batch size): "
+        + ", ".join(f"{k}: {v:,.0f}" for k, v in inproc.items()),
+        "",
+        "in-process recommend on synthetic catalogues (embedding-like vectors, k=10, reranker on):",
+        "",
+        _md(scaling, ["items", "index", "build_s", "p50_ms", "p99_ms", "recall@10"])
+        if scaling
+        else "(not measured in this run)",
+        "",
+        f"server memory (all processes): {rss['idle']:,.0f} MiB idle, "
+        f"{rss['after_load']:,.0f} MiB after the load test",
+    ]
+    text = "\n".join(md)
+    print(text)  # noqa: T201 - a benchmark script prints its table
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "serving.md").write_text(text + "\n")
+    (out / "serving.json").write_text(json.dumps(report, indent=2))
+    _plot(floor + rows, scaling, out / "serving.png")
