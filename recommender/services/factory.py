@@ -40,7 +40,7 @@ from recommender.build import DEMO_MODEL
 from recommender.config import EncoderConfig
 from recommender.service_core import ensure_model, model_name, stored_config
 from recommender.services.guard import RequestGuard
-from recommender.services.handlers import Handlers, answer
+from recommender.services.handlers import Handlers, answer, freeze_heap
 from recommender.services.reload import ModelWatcher, follows_latest, start_demo_training
 from recommender.services.schemas import (
     EmptyBody,
@@ -119,6 +119,7 @@ def encoder_service(
 
             source = self.checkpoint.path if config.model_tag else (config.path or config.name)
             self.encoder = TextEncoder.from_pretrained(source, max_length=config.max_length)
+            freeze_heap()  # the checkpoint's objects stay out of the collector's rounds
 
         @bentoml.api(
             batchable=True,

@@ -7,9 +7,11 @@ become JSON answers with their 4xx status in one place, :func:`answer`.
 
 from __future__ import annotations
 
+import gc
 import hmac
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -40,7 +42,14 @@ from recommender.serving import (
     validate,
 )
 
-__all__ = ["Handlers", "answer", "check_token", "groups_summary", "limit_math_threads"]
+__all__ = [
+    "Handlers",
+    "answer",
+    "check_token",
+    "freeze_heap",
+    "groups_summary",
+    "limit_math_threads",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +85,9 @@ class Handlers:
         settings = settings or ServiceSettings.from_env()
         limit_math_threads(settings.api_threads)
         model = load(name, encode=encode)
-        return cls(model, open_feedback(model), settings)
+        handlers = cls(model, open_feedback(model), settings)
+        freeze_heap()
+        return handlers
 
     def _fresh(self) -> LoadedModel:
         model = self.model  # one version for the whole request, even if a newer one arrives
@@ -185,6 +196,24 @@ def groups_summary(model: LoadedModel) -> dict[str, Any]:
         "silhouette": sil if np.isfinite(sil) else None,
         "groups": [p.to_dict() for p in getattr(g, "portraits_", None) or []],
     }
+
+
+def freeze_heap(*, refreeze: bool = False) -> None:
+    """Take what is alive now (the loaded model) out of the garbage collector's rounds.
+
+    A full collection walks every tracked object: about 160 ms over a loaded demo
+    model's 318k, a pause that every request of the worker waits out (two such pauses,
+    of up to 235 ms, in 3,000 requests at concurrency 8). Frozen objects are still freed
+    when their last reference goes. ``refreeze`` (after a new version is swapped in)
+    first thaws the old one, so that its reference cycles are collected.
+    """
+    t0 = time.perf_counter()
+    if refreeze:
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    ms = (time.perf_counter() - t0) * 1000
+    log.debug("heap frozen in %.0f ms: %d objects", ms, gc.get_freeze_count())
 
 
 def limit_math_threads(n: int) -> None:

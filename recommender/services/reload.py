@@ -81,6 +81,7 @@ class ModelWatcher:
         """Swap in the latest version if it is newer than the one serving; whether it did."""
         from recommender.refresh import attach_feedback
         from recommender.service_core import load
+        from recommender.services.handlers import freeze_heap
 
         latest = resolve_tag(self.name)
         current = self.handlers.model
@@ -90,6 +91,8 @@ class ModelWatcher:
         model = load(latest, encode=current.encode_fn)
         attach_feedback(model, self.handlers.store)  # unfolded events, and every dislike
         self.handlers.model = model  # one assignment: each request sees one version
+        del current
+        freeze_heap(refreeze=True)  # the old version's cycles go, the new one is frozen
         log.info("now serving %s", latest)
         return True
 
