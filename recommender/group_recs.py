@@ -47,7 +47,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The strategies a ``recommend_group`` request may name (the HTTP schema and the
-#: request path both read them from here).
+#: request path check requests against them).
 GroupStrategy = Literal["average", "least_misery", "most_pleasure", "borda"]
 GROUP_STRATEGIES: tuple[str, ...] = get_args(GroupStrategy)
 #: Every strategy of the library (``average_without_misery`` is not offered over HTTP).

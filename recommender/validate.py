@@ -97,8 +97,6 @@ def check_range(
             and (high is None or (v < high if high_open else v <= high))
         )
     if not ok:
-        expected = describe_range(
-            low, high, low_open=low_open, high_open=high_open, whole=whole
-        )
+        expected = describe_range(low, high, low_open=low_open, high_open=high_open, whole=whole)
         raise InputError(f"{field}={value!r}: expected {expected}", field=field, value=value)
     return int(value) if whole else float(value)  # type: ignore[arg-type]
