@@ -23,7 +23,7 @@ from typing import Any, Literal, TypeVar, get_args
 
 from recommender.errors import InputError
 from recommender.rerank import RERANK_KNOBS, RerankConfig
-from recommender.validate import check_range
+from recommender.validate import check_fields
 
 __all__ = [
     "DEFAULT_ENCODER",
@@ -214,9 +214,8 @@ class EventWeights:
     dislike_penalty: float = 0.5
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            v = check_range(getattr(self, f.name), field=f"event_weights.{f.name}", low=0)
-            object.__setattr__(self, f.name, v)
+        every_field = {f.name: {"low": 0} for f in dataclasses.fields(self)}
+        check_fields(self, every_field, label="event_weights.{}".format)
 
     def weight(self, event_type: str | None) -> float:
         """The multiplier of ``event_type`` (0 for types that are not interactions)."""

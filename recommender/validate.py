@@ -20,12 +20,15 @@ recommender.errors.InputError: calibration_alpha=1.0: expected a number in (0, 1
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from recommender.errors import InputError
 
-__all__ = ["check_range", "describe_range"]
+__all__ = ["check_fields", "check_range", "describe_range"]
 
 
 def describe_range(
@@ -100,3 +103,20 @@ def check_range(
         expected = describe_range(low, high, low_open=low_open, high_open=high_open, whole=whole)
         raise InputError(f"{field}={value!r}: expected {expected}", field=field, value=value)
     return int(value) if whole else float(value)  # type: ignore[arg-type]
+
+
+def check_fields(
+    obj: Any,
+    ranges: Mapping[str, Mapping[str, Any]],
+    *,
+    label: Callable[[str], str] = str,
+) -> None:
+    """:func:`check_range` on every field of the dataclass ``obj``; store what it returns.
+
+    ``ranges`` maps each field name to the keyword arguments of :func:`check_range`;
+    ``label`` turns a field name into the name a user knows it by (``field=``). Works
+    on frozen dataclasses (call it from ``__post_init__``).
+    """
+    for f in dataclasses.fields(obj):
+        value = check_range(getattr(obj, f.name), field=label(f.name), **ranges[f.name])
+        object.__setattr__(obj, f.name, value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from recommender.config import EventWeights
 from recommender.errors import InputError
-from recommender.validate import check_range
+from recommender.validate import check_fields, check_range
 
 
 def test_values_in_range_come_back_as_numbers() -> None:
@@ -48,3 +49,23 @@ def test_event_weights_use_it() -> None:
     assert EventWeights(like=3).like == 3.0
     with pytest.raises(InputError, match=r"event_weights.purchase=nan: expected a finite number"):
         EventWeights(purchase=math.nan)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Limits:
+    share: float = 0.5
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        ranges = {"share": {"low": 0, "high": 1}, "workers": {"low": 1, "whole": True}}
+        check_fields(self, ranges, label="limits.{}".format)
+
+
+def test_check_fields_checks_and_normalises_every_field_of_a_frozen_dataclass() -> None:
+    limits = _Limits(share=1, workers=np.int32(3))
+    assert (limits.share, limits.workers) == (1.0, 3)
+    assert type(limits.share) is float and type(limits.workers) is int
+    with pytest.raises(InputError, match=r"^limits.workers=0: expected a whole number >= 1$"):
+        _Limits(workers=0)
+    with pytest.raises(InputError, match=r"^limits.share=2: expected a number in \[0, 1\]$"):
+        _Limits(share=2)
