@@ -25,7 +25,7 @@ import pandas as pd
 from recommender.errors import InputError
 from recommender.feedback_rows import encode_id, event_rows, events_frame
 
-__all__ = ["EventStore"]
+__all__ = ["EventStore", "range_clause"]
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +111,9 @@ class EventStore(ABC):
         ``user_id`` must have the type it was stored with (``7`` and ``"7"`` differ).
         """
         p = self._param
-        sql = f"{self._select()} WHERE user_id = {p}"
-        args: list[Any] = [encode_id(user_id, "user_id", 0)]
-        if since is not None:
-            sql += f" AND seq > {p}"
-            args.append(int(since))
-        return events_frame(self._query(sql + " ORDER BY timestamp, seq", args))
+        bounds, args = range_clause("seq", p, since)
+        sql = f"{self._select()} WHERE user_id = {p}{bounds} ORDER BY timestamp, seq"
+        return events_frame(self._query(sql, [encode_id(user_id, "user_id", 0), *args]))
 
     def all_events(self, since: int | None = None, *, until: int | None = None) -> pd.DataFrame:
         """Every event with ``since < seq <= until`` (bounds optional), in commit order.
@@ -125,16 +122,8 @@ class EventStore(ABC):
         high-water mark before folding events into a model, and pass it as ``until``
         now and as ``since`` at the next refresh, so no event is folded twice or lost.
         """
-        p = self._param
-        sql = f"{self._select()} WHERE 1=1"
-        args: list[Any] = []
-        if since is not None:
-            sql += f" AND seq > {p}"
-            args.append(int(since))
-        if until is not None:
-            sql += f" AND seq <= {p}"
-            args.append(int(until))
-        return events_frame(self._query(sql + " ORDER BY seq", args))
+        bounds, args = range_clause("seq", self._param, since, until)
+        return events_frame(self._query(f"{self._select()} WHERE 1=1{bounds} ORDER BY seq", args))
 
     def dislikes(self, *, until: int | None = None) -> pd.DataFrame:
         """Every ``dislike`` event (``seq <= until`` when given), in commit order.
@@ -143,12 +132,9 @@ class EventStore(ABC):
         server reads them all at start.
         """
         p = self._param
-        sql = f"{self._select()} WHERE event_type = {p}"
-        args: list[Any] = ["dislike"]
-        if until is not None:
-            sql += f" AND seq <= {p}"
-            args.append(int(until))
-        return events_frame(self._query(sql + " ORDER BY seq", args))
+        bounds, args = range_clause("seq", p, high=until)
+        sql = f"{self._select()} WHERE event_type = {p}{bounds} ORDER BY seq"
+        return events_frame(self._query(sql, ["dislike", *args]))
 
     def count(self) -> int:
         """Number of stored events."""
@@ -215,3 +201,31 @@ class EventStore(ABC):
             "SELECT seq, user_id, item_id, timestamp, rating, weight, event_type, request_id "
             f"FROM {self._table}"
         )
+
+
+def range_clause(
+    column: str,
+    param: str,
+    low: Any = None,
+    high: Any = None,
+    *,
+    low_op: str = ">",
+    high_op: str = "<=",
+    cast: Callable[[Any], Any] = int,
+) -> tuple[str, list[Any]]:
+    """SQL conditions ``" AND column > ? AND column <= ?"`` for the bounds given.
+
+    Returns the conditions (empty without bounds) and their arguments, cast with
+    ``cast``; ``param`` is the backend's placeholder.
+
+    >>> range_clause("seq", "?", 5)
+    (' AND seq > ?', [5])
+    >>> range_clause("served_at", "%s", 1.5, 9, low_op=">=", high_op="<", cast=float)
+    (' AND served_at >= %s AND served_at < %s', [1.5, 9.0])
+    """
+    sql, args = "", []
+    for bound, op in ((low, low_op), (high, high_op)):
+        if bound is not None:
+            sql += f" AND {column} {op} {param}"
+            args.append(cast(bound))
+    return sql, args
