@@ -17,18 +17,19 @@ recommender.errors.InputError: serving: unknown key(s) ['k_maks']; expected some
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from recommender.errors import InputError
 from recommender.rerank import RERANK_KNOBS, RerankConfig
+from recommender.validate import check_fields
 
 __all__ = [
     "DEFAULT_ENCODER",
     "EVENT_TYPES",
     "EncoderConfig",
+    "EventType",
     "EventWeights",
     "KNOBS",
     "ModelConfig",
@@ -45,16 +46,11 @@ KNOBS: tuple[str, ...] = ("kg_weight", *RERANK_KNOBS)
 T = TypeVar("T")
 
 #: What a feedback event may say happened. An event without a type is a ``view``.
-EVENT_TYPES: tuple[str, ...] = (
-    "impression",
-    "click",
-    "view",
-    "like",
-    "dislike",
-    "add_to_cart",
-    "purchase",
-    "rating",
-)
+EventType = Literal[
+    "impression", "click", "view", "like", "dislike", "add_to_cart", "purchase", "rating"
+]
+#: The same, as a tuple for membership tests and messages.
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 
 def from_mapping(cls: type[T], config: Mapping[str, Any] | None, section: str) -> T:
@@ -218,16 +214,8 @@ class EventWeights:
     dislike_penalty: float = 0.5
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-            if not ok or not math.isfinite(v) or v < 0:
-                raise InputError(
-                    f"event_weights.{f.name}={v!r}: expected a finite number >= 0",
-                    field=f"event_weights.{f.name}",
-                    value=v,
-                )
-            object.__setattr__(self, f.name, float(v))
+        every_field = {f.name: {"low": 0} for f in dataclasses.fields(self)}
+        check_fields(self, every_field, label="event_weights.{}".format)
 
     def weight(self, event_type: str | None) -> float:
         """The multiplier of ``event_type`` (0 for types that are not interactions)."""

@@ -5,7 +5,7 @@ Selected by ``RECBENTO_FEEDBACK_DB=postgresql://user:password@host:5432/db`` (or
 the connection's ``search_path`` names, so several models can share one database with
 ``?options=-csearch_path%3Dmovies`` (the schema must exist).
 
-Guarantees, the same as the SQLite backend's (:class:`recommender.feedback.EventStore`):
+Guarantees, the same as the SQLite backend's (:class:`recommender.event_store.EventStore`):
 
 * **acknowledged means committed**: :meth:`append` returns after ``COMMIT`` returned,
   in one transaction per request. The write transaction runs with
@@ -48,7 +48,7 @@ import threading
 from typing import Any
 
 from recommender.errors import InputError, StorageError
-from recommender.feedback import EventStore
+from recommender.event_store import EventStore
 
 __all__ = ["PostgresFeedbackStore", "redact"]
 

@@ -35,7 +35,9 @@ if TYPE_CHECKING:
     from recommender.groups import UserGroups
 
 __all__ = [
+    "GROUP_STRATEGIES",
     "STRATEGIES",
+    "GroupStrategy",
     "Strategy",
     "aggregate_group_scores",
     "group_context",
@@ -44,7 +46,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Strategy = Literal["average", "least_misery", "most_pleasure", "borda", "average_without_misery"]
+#: The strategies a ``recommend_group`` request may name (the HTTP schema and the
+#: request path check requests against them).
+GroupStrategy = Literal["average", "least_misery", "most_pleasure", "borda"]
+GROUP_STRATEGIES: tuple[str, ...] = get_args(GroupStrategy)
+#: Every strategy of the library (``average_without_misery`` is not offered over HTTP).
+Strategy = Literal[GroupStrategy, "average_without_misery"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 

@@ -1,10 +1,7 @@
 """User groups: discovery with k-means on user vectors (+ attributes), prediction, save/load.
 
-Features are the L2-normalised user vectors, optionally followed by one-hot (multi-hot for
-``|``-separated values) user attributes. Each attribute column's block is scaled to norm
-``attribute_weight / sqrt(n_columns)``, so the whole attribute part has norm
-``attribute_weight`` -- comparable to the unit-norm vector part (1.0 weighs them equally).
-Numeric attribute columns with more than 10 distinct values are cut into 5 quantile bins.
+Features are the L2-normalised user vectors, optionally followed by one-hot user attributes
+weighted by ``attribute_weight`` (:mod:`recommender.group_features`).
 
 The number of groups is the best silhouette over ``n_groups_range`` (scored on a sample of at
 most ``silhouette_sample`` users, for speed) unless ``n_groups`` is set. Everything random
@@ -12,7 +9,8 @@ goes through ``random_state``. New users join the nearest centre (:meth:`UserGro
 when the model was fitted with attributes and a new user has none, only the vector part of
 the centres is compared.
 
-State is saved as ``groups.json`` + ``groups.safetensors`` (no pickle).
+State is saved as ``groups.json`` + ``groups.safetensors`` (no pickle,
+:mod:`recommender.group_files`).
 
 Examples
 --------
@@ -26,9 +24,7 @@ Examples
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +34,9 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from recommender.errors import BundleError, InputError
+from recommender.errors import InputError
+from recommender.group_features import attribute_block, fit_attribute_vocab, unit
+from recommender.group_files import groups_meta, load_groups, save_groups
 from recommender.group_portraits import (
     GroupPortrait,
     describe_groups,
@@ -56,9 +54,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_FORMAT_VERSION = 1
-_NUMERIC_BINS = 5
 
 
 class UserGroups:
@@ -137,57 +132,13 @@ class UserGroups:
         return cls(**cfg)
 
     # ------------------------------------------------------------------ features
-    def _fit_attributes(self, attrs: pd.DataFrame) -> None:
-        self.attribute_categories_ = {}
-        self.numeric_bins_ = {}
-        for col in attrs.columns:
-            s = attrs[col]
-            if pd.api.types.is_numeric_dtype(s) and s.nunique() > 10:
-                qs = np.nanquantile(s.to_numpy(dtype=float), np.linspace(0, 1, _NUMERIC_BINS + 1))
-                self.numeric_bins_[col] = [float(q) for q in np.unique(qs)[1:-1]]
-            values = self._attribute_values(col, s)
-            self.attribute_categories_[col] = sorted({v for vs in values for v in vs})
-
-    def _attribute_values(self, col: str, s: pd.Series) -> list[list[str]]:
-        if col in self.numeric_bins_:
-            x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
-            b = np.searchsorted(self.numeric_bins_[col], x, side="right")
-            return [[] if np.isnan(v) else [f"bin{int(i)}"] for v, i in zip(x, b, strict=True)]
-        out = []
-        for v in s.tolist():
-            if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
-                out.append([])
-            else:
-                out.append([p.strip() for p in str(v).split("|") if p.strip()])
-        return out
-
     def _attribute_block(self, attrs: pd.DataFrame) -> np.ndarray:
-        cols = list(self.attribute_categories_)
-        missing = [c for c in cols if c not in attrs.columns]
-        if missing:
-            raise InputError(
-                f"user attributes lack columns {missing}; expected {cols}", field="user_attributes"
-            )
-        scale = self.attribute_weight / math.sqrt(max(len(cols), 1))
-        blocks = []
-        for col in cols:
-            vocab = {v: i for i, v in enumerate(self.attribute_categories_[col])}
-            block = np.zeros((len(attrs), len(vocab)))
-            for r, vs in enumerate(self._attribute_values(col, attrs[col])):
-                hits = [vocab[v] for v in vs if v in vocab]
-                if hits:
-                    block[r, hits] = scale / math.sqrt(len(hits))
-            blocks.append(block)
-        return np.hstack(blocks) if blocks else np.zeros((len(attrs), 0))
-
-    @staticmethod
-    def _unit(vectors: np.ndarray) -> np.ndarray:
-        v = np.asarray(vectors, dtype=np.float64)
-        norms = np.linalg.norm(v, axis=1, keepdims=True)
-        return np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+        return attribute_block(
+            attrs, self.attribute_categories_, self.numeric_bins_, self.attribute_weight
+        )
 
     def _features(self, vectors: np.ndarray, attrs: pd.DataFrame | None) -> np.ndarray:
-        v = self._unit(vectors)
+        v = unit(vectors)
         if not self.attribute_categories_ or attrs is None:
             return v
         return np.hstack([v, self._attribute_block(attrs)])
@@ -239,7 +190,7 @@ class UserGroups:
                 )
             user_attributes = user_attributes.drop(columns=["user_id"], errors="ignore")
             user_attributes = user_attributes.reset_index(drop=True)
-            self._fit_attributes(user_attributes)
+            self.attribute_categories_, self.numeric_bins_ = fit_attribute_vocab(user_attributes)
         else:
             self.attribute_categories_, self.numeric_bins_ = {}, {}
         self.vector_dim_ = x.shape[1]
@@ -247,18 +198,7 @@ class UserGroups:
 
         if entity_counts is not None:
             return self._fit_taste(x, feats, entity_counts, user_attributes, user_items)
-        if self.n_groups is not None:
-            if not 1 <= int(self.n_groups) <= n:
-                raise InputError(f"n_groups={self.n_groups} must be in [1, {n}]", field="n_groups")
-            ks = [int(self.n_groups)]
-        else:
-            lo, hi = (int(v) for v in self.n_groups_range)
-            if lo < 2 or hi < lo:
-                raise InputError(
-                    f"n_groups_range={self.n_groups_range} must be (lo, hi) with 2 <= lo <= hi",
-                    field="n_groups_range",
-                )
-            ks = list(range(lo, min(hi, n - 1) + 1)) or [min(lo, n)]
+        ks = self._ks(n)
         rng = np.random.default_rng(self.random_state)
         sample = (
             rng.choice(n, self.silhouette_sample, replace=False)
@@ -298,6 +238,7 @@ class UserGroups:
         return self
 
     def _ks(self, n: int) -> list[int]:
+        """The numbers of groups to try: ``n_groups``, else ``n_groups_range`` (capped)."""
         if self.n_groups is not None:
             if not 1 <= int(self.n_groups) <= n:
                 raise InputError(f"n_groups={self.n_groups} must be in [1, {n}]", field="n_groups")
@@ -382,7 +323,7 @@ class UserGroups:
             feats = self._features(x, attributes.reset_index(drop=True))
             centers = self.centers_
         else:
-            feats = self._unit(x)
+            feats = unit(x)
             centers = self.centers_[:, : self.vector_dim_]
         d2 = (feats**2).sum(1, keepdims=True) - 2 * feats @ centers.T + (centers**2).sum(1)[None]
         return np.argmin(d2, axis=1).astype(np.int64)
@@ -413,16 +354,7 @@ class UserGroups:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able config and scalar state (arrays go to safetensors in :meth:`save`)."""
         self._check_fitted()
-        return {
-            "format_version": _FORMAT_VERSION,
-            "config": self.get_config(),
-            "n_groups_": int(self.n_groups_),
-            "silhouette_": float(self.silhouette_),
-            "silhouette_scores_": {str(k): v for k, v in self.silhouette_scores_.items()},
-            "vector_dim_": int(self.vector_dim_),
-            "attribute_categories_": self.attribute_categories_,
-            "numeric_bins_": self.numeric_bins_,
-        }
+        return groups_meta(self)
 
     def save(self, directory: str | Path, portraits: Sequence[GroupPortrait] | None = None) -> None:
         """Write ``groups.json`` and ``groups.safetensors`` into ``directory``.
@@ -431,47 +363,9 @@ class UserGroups:
         answer the ``groups`` API without the interactions; :meth:`load` puts them in
         ``portraits_``.
         """
-        from safetensors.numpy import save_file
-
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        meta = self.to_dict()
-        if portraits is not None:
-            meta["portraits"] = [p.to_dict() for p in portraits]
-        (d / "groups.json").write_text(json.dumps(meta, indent=2))
-        arrays = {"centers_": self.centers_, "labels_": self.labels_}
-        if self.group_popularity_ is not None:
-            arrays["group_popularity_"] = self.group_popularity_.astype(np.float32)
-        save_file(
-            {k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(d / "groups.safetensors")
-        )
+        save_groups(self, directory, portraits)
 
     @classmethod
     def load(cls, directory: str | Path) -> UserGroups:
         """Read what :meth:`save` wrote."""
-        from safetensors.numpy import load_file
-
-        d = Path(directory)
-        try:
-            meta = json.loads((d / "groups.json").read_text())
-            arrays = load_file(str(d / "groups.safetensors"))
-        except (OSError, ValueError) as exc:
-            raise BundleError(f"cannot read user groups from {d}: {exc}") from exc
-        if meta.get("format_version") != _FORMAT_VERSION:
-            raise BundleError(
-                f"groups.json format_version={meta.get('format_version')!r}, "
-                f"expected {_FORMAT_VERSION}"
-            )
-        g = cls.from_config(meta["config"])
-        g.n_groups_ = int(meta["n_groups_"])
-        g.silhouette_ = float(meta["silhouette_"])
-        g.silhouette_scores_ = {int(k): float(v) for k, v in meta["silhouette_scores_"].items()}
-        g.vector_dim_ = int(meta["vector_dim_"])
-        g.attribute_categories_ = {k: list(v) for k, v in meta["attribute_categories_"].items()}
-        g.numeric_bins_ = {k: list(v) for k, v in meta["numeric_bins_"].items()}
-        g.centers_ = arrays["centers_"].astype(np.float64)
-        g.labels_ = arrays["labels_"].astype(np.int64)
-        gp = arrays.get("group_popularity_")
-        g.group_popularity_ = None if gp is None else gp.astype(np.float64)
-        g.portraits_ = [GroupPortrait(**p) for p in meta.get("portraits", [])]
-        return g
+        return load_groups(cls, directory)

@@ -41,6 +41,7 @@ from typing import Any
 
 import pandas as pd
 
+from recommender.event_store import range_clause
 from recommender.feedback_rows import encode_id
 
 __all__ = [
@@ -155,19 +156,14 @@ def impressions_frame(
 
     Columns :data:`IMPRESSION_COLUMNS`; ``items`` and ``scores`` are lists in rank order.
     """
-    p = store._param
+    bounds, args = range_clause(
+        "served_at", store._param, since, until, low_op=">=", high_op="<", cast=float
+    )
     sql = (
         "SELECT request_id, user_id, served_at, model, arm, user_group, items "
-        f"FROM {TABLE} WHERE 1=1"
+        f"FROM {TABLE} WHERE 1=1{bounds} ORDER BY served_at, request_id"
     )
-    args: list[Any] = []
-    if since is not None:
-        sql += f" AND served_at >= {p}"
-        args.append(float(since))
-    if until is not None:
-        sql += f" AND served_at < {p}"
-        args.append(float(until))
-    rows = store._query(sql + " ORDER BY served_at, request_id", args)
+    rows = store._query(sql, args)
     records = []
     for rid, user, at, model, arm, group, items in rows:
         pairs = json.loads(items)
