@@ -76,14 +76,7 @@ DATA = Path("/work/shared/data/movielens-small")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 #: Relevance only: no group/global popularity, no MMR, no calibration, no long-tail floor.
-OFF = RerankConfig(
-    group_popularity=0.0,
-    hotness=0.0,
-    freshness=0.0,
-    diversity=0.0,
-    calibration=0.0,
-    longtail_min_share=0.0,
-)
+OFF = RerankConfig.relevance_only()
 #: Diversity-heavy: strong MMR, stronger calibration and a 30% long-tail floor.
 HEAVY = RerankConfig().replace(diversity=0.6, calibration=0.3, longtail_min_share=0.3)
 

@@ -62,24 +62,25 @@ from recommender.item_signals import (
     item_age_days,
     item_entity_matrix,
 )
+from recommender.validate import check_fields
 
 __all__ = ["RERANK_KNOBS", "RerankConfig", "Reranker", "minmax"]
 
 log = logging.getLogger(__name__)
 
-# (low, high, low_inclusive, high_inclusive) for each knob.
-_RANGES: dict[str, tuple[float, float, bool, bool]] = {
-    "relevance": (0.0, math.inf, True, False),
-    "group_popularity": (0.0, math.inf, True, False),
-    "hotness": (0.0, math.inf, True, False),
-    "hotness_half_life_days": (0.0, math.inf, False, False),
-    "freshness": (0.0, math.inf, True, False),
-    "freshness_half_life_days": (0.0, math.inf, False, False),
-    "diversity": (0.0, 1.0, True, True),
-    "calibration": (0.0, math.inf, True, False),
-    "calibration_alpha": (0.0, 1.0, False, False),
-    "longtail_min_share": (0.0, 1.0, True, True),
-    "longtail_head_share": (0.0, 1.0, False, False),
+# The range of each knob (recommender.validate.check_range; no ``high``: any finite number).
+_RANGES: dict[str, dict[str, Any]] = {
+    "relevance": {"low": 0},
+    "group_popularity": {"low": 0},
+    "hotness": {"low": 0},
+    "hotness_half_life_days": {"low": 0, "low_open": True},
+    "freshness": {"low": 0},
+    "freshness_half_life_days": {"low": 0, "low_open": True},
+    "diversity": {"low": 0, "high": 1},
+    "calibration": {"low": 0},
+    "calibration_alpha": {"low": 0, "high": 1, "low_open": True, "high_open": True},
+    "longtail_min_share": {"low": 0, "high": 1},
+    "longtail_head_share": {"low": 0, "high": 1, "low_open": True, "high_open": True},
 }
 
 
@@ -133,26 +134,19 @@ class RerankConfig:
     longtail_head_share: float = 0.8
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-                raise InputError(
-                    f"rerank knob {f.name!r} must be a number, got {value!r}",
-                    field=f.name,
-                    value=value,
-                )
-            lo, hi, lo_inc, hi_inc = _RANGES[f.name]
-            v = float(value)
-            ok = (v >= lo if lo_inc else v > lo) and (v <= hi if hi_inc else v < hi)
-            if not ok:
-                lb, rb = "[" if lo_inc else "(", "]" if hi_inc else ")"
-                raise InputError(
-                    f"rerank knob {f.name!r}={value!r} is out of range; "
-                    f"expected {lb}{lo}, {hi}{rb}",
-                    field=f.name,
-                    value=value,
-                )
-            object.__setattr__(self, f.name, v)
+        check_fields(self, _RANGES)
+
+    @classmethod
+    def relevance_only(cls) -> RerankConfig:
+        """Rank by relevance alone: no popularity, freshness, MMR, calibration or tail floor."""
+        return cls(
+            group_popularity=0.0,
+            hotness=0.0,
+            freshness=0.0,
+            diversity=0.0,
+            calibration=0.0,
+            longtail_min_share=0.0,
+        )
 
     def get_config(self) -> dict[str, float]:
         """Every knob as a JSON-able dict; ``RerankConfig.from_config`` rebuilds it."""

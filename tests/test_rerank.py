@@ -21,14 +21,7 @@ from recommender.item_signals import (
 )
 from recommender.rerank import RERANK_KNOBS, RerankConfig, Reranker, minmax
 
-OFF = RerankConfig().replace(
-    group_popularity=0.0,
-    hotness=0.0,
-    freshness=0.0,
-    diversity=0.0,
-    calibration=0.0,
-    longtail_min_share=0.0,
-)
+OFF = RerankConfig.relevance_only()
 
 
 def _unit(v):
@@ -110,6 +103,15 @@ def test_rerank_input_errors():
         rr.rerank([0, 5], [1.0, 2.0], k=1)
     with pytest.raises(InputError):
         rr.rerank([0, 1], [1.0, 2.0], k=0)
+
+
+def test_an_out_of_range_knob_is_named_with_its_value_and_range():
+    with pytest.raises(InputError, match=r"^diversity=1.5: expected a number in \[0, 1\]$"):
+        RerankConfig(diversity=1.5)
+    with pytest.raises(InputError, match=r"^calibration_alpha=0: expected a number in \(0, 1\)$"):
+        RerankConfig().replace(calibration_alpha=0)
+    with pytest.raises(InputError, match=r"^hotness='high': expected a finite number >= 0$"):
+        RerankConfig(hotness="high")
 
 
 # ---------------------------------------------------------------- calibration

@@ -11,8 +11,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from recommender.config import EventType
 from recommender.errors import InputError
 from recommender.feedback_rows import MAX_REQUEST_ID
+from recommender.group_recs import GroupStrategy
 from recommender.serving import GroupRequest, Request
 
 __all__ = [
@@ -37,11 +39,6 @@ Filters = dict[str, list[str]]
 Knobs = dict[str, Annotated[float, Field(allow_inf_nan=False)]]
 
 Id = int | str
-
-#: Feedback event types (:data:`recommender.config.EVENT_TYPES`).
-EventType = Literal[
-    "impression", "click", "view", "like", "dislike", "add_to_cart", "purchase", "rating"
-]
 
 
 class _Body(BaseModel):
@@ -93,7 +90,7 @@ class RecommendGroupBody(_Body):
 
     user_ids: Annotated[list[Id], Field(min_length=1)]
     k: int = 10
-    strategy: Literal["average", "least_misery", "most_pleasure", "borda"] = "average"
+    strategy: GroupStrategy = "average"
     exclude_items: list[Id] | None = None
     include: Filters | None = None
     exclude: Filters | None = None

@@ -18,11 +18,11 @@ RECBENTO_RELOAD_SECONDS         30         how often a model served by name look
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 
 from recommender.errors import InputError
+from recommender.validate import check_fields
 
 __all__ = ["ServiceSettings"]
 
@@ -37,6 +37,8 @@ _ENV = {
     "encode_max_latency_ms": "RECBENTO_ENCODE_MAX_LATENCY_MS",
     "reload_seconds": "RECBENTO_RELOAD_SECONDS",
 }
+#: Every setting is a whole number >= 1, but ``reload_seconds`` may be 0 (never reload).
+_RANGES = {name: {"low": 0 if name == "reload_seconds" else 1, "whole": True} for name in _ENV}
 
 
 @dataclass(frozen=True)
@@ -61,15 +63,7 @@ class ServiceSettings:
     reload_seconds: int = 30
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            low = 0 if f.name == "reload_seconds" else 1
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise InputError(
-                    f"{_ENV[f.name]}={value!r}: expected a whole number >= {low}",
-                    field=_ENV[f.name],
-                    value=value,
-                )
+        check_fields(self, _RANGES, label=_ENV.__getitem__)
 
     @classmethod
     def from_env(cls) -> ServiceSettings:

@@ -14,13 +14,13 @@ Examples
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from recommender.config import KNOBS
 from recommender.errors import InputError
 from recommender.rerank import RerankConfig
+from recommender.validate import check_range
 
 __all__ = ["Knobs", "resolve_knobs"]
 
@@ -61,15 +61,7 @@ def resolve_knobs(
             field=f"knobs.{unknown[0]}",
             value=unknown[0],
         )
-    kg = knobs.pop("kg_weight", kg_default)
-    if (
-        isinstance(kg, bool)
-        or not isinstance(kg, (int, float))
-        or not (math.isfinite(kg) and kg >= 0)
-    ):
-        raise InputError(
-            f"knobs.kg_weight={kg!r}: expected a number >= 0", field="knobs.kg_weight", value=kg
-        )
+    kg = check_range(knobs.pop("kg_weight", kg_default), field="knobs.kg_weight", low=0)
     use_rerank = rerank_on and rerank is not None
     if knobs and not use_rerank:
         why = "the request turned reranking off" if rerank is not None else "the model has none"
@@ -82,6 +74,6 @@ def resolve_knobs(
             cfg = rerank.replace(**knobs) if knobs else rerank
         except InputError as exc:
             raise InputError(
-                f"knobs.{exc.field}: {exc.message}", field=f"knobs.{exc.field}", value=exc.value
+                f"knobs.{exc.message}", field=f"knobs.{exc.field}", value=exc.value
             ) from None
     return Knobs(float(kg), cfg)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recommender.errors import InputError
-from recommender.group_recs import STRATEGIES
+from recommender.group_recs import GROUP_STRATEGIES
 from recommender.serving.stages.aggregate import aggregate
 from recommender.serving.stages.candidates import candidates
 from recommender.serving.stages.explain import explain
@@ -37,9 +37,6 @@ if TYPE_CHECKING:
     from recommender.serving.model import LoadedModel
 
 __all__ = ["recommend_batch", "recommend_group", "similar_items", "validate"]
-
-#: Household strategies the API accepts.
-GROUP_STRATEGIES: tuple[str, ...] = tuple(s for s in STRATEGIES if s != "average_without_misery")
 
 
 def recommend_batch(
