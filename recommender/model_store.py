@@ -1,0 +1,208 @@
+"""A model store shared by the serving pods and a scheduled refresh (``RECBENTO_MODEL_STORE``).
+
+A containerised Bento serves the model version it packed, from the image's read-only
+store. For a scheduled ``recbento refresh`` to reach the pods, they and the refresh
+job share one store on a volume: ``RECBENTO_MODEL_STORE=/var/lib/recbento/models``.
+With it set, every recbento process (the API and encoder workers, the CLI):
+
+* uses that directory as BentoML's model store, seeded on first start with the
+  versions the Bento packed (the model and its encoder checkpoint);
+* writes versions into it atomically: a version is built beside the store and renamed
+  into place whole, so a reader on another pod (or a refresh killed half-way) never
+  sees a partial one;
+* serves, for a pinned version such as the one a Bento packs, the newest version
+  *derived* from it (refreshes and retrains record their parent as a label): a new
+  image packing another version starts a new line instead of being shadowed by the
+  refreshes of the old one.
+
+Examples
+--------
+>>> use_shared_store(["movies:abc", "movies-encoder:def"])   # doctest: +SKIP
+PosixPath('/var/lib/recbento/models')
+>>> newest_version("movies:abc")                            # doctest: +SKIP
+'movies:xyz'            # the latest refresh of movies:abc
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bentoml._internal.models.model import ModelStore
+from bentoml._internal.tag import Tag
+
+from recommender.errors import NotFoundError
+
+__all__ = [
+    "PARENT_LABEL",
+    "SharedModelStore",
+    "derived_labels",
+    "follows_latest",
+    "newest_version",
+    "shared_store_path",
+    "use_shared_store",
+]
+
+log = logging.getLogger(__name__)
+
+ENV = "RECBENTO_MODEL_STORE"
+#: Label of a version made from another one (refresh, retrain): the parent's tag.
+PARENT_LABEL = "recbento.parent"
+
+
+def shared_store_path() -> Path | None:
+    """``$RECBENTO_MODEL_STORE`` as a path, or None when the deployment has no shared store."""
+    raw = os.environ.get(ENV, "").strip()
+    return Path(raw) if raw else None
+
+
+def follows_latest(name: str) -> bool:
+    """Whether ``name`` asks for the latest version (no version, or ``:latest``)."""
+    return ":" not in name or name.endswith(":latest")
+
+
+class SharedModelStore(ModelStore):
+    """BentoML's model store, with versions moved into place whole.
+
+    BentoML writes a new version straight into ``<store>/<name>/<version>``; here it is
+    written to ``<store>.incoming/`` (same volume) and renamed, and the ``latest``
+    pointer is replaced, never rewritten in place.
+    """
+
+    def __init__(self, base_path: str | os.PathLike[str]) -> None:
+        super().__init__(base_path)
+        self.incoming = Path(f"{self._path}.incoming")
+
+    @contextmanager
+    def register(self, tag: str | Tag) -> Iterator[str]:  # type: ignore[override]
+        from bentoml.exceptions import BentoMLException
+
+        tag = Tag.from_taglike(tag)
+        final = self._path / tag.path()
+        if final.exists():
+            raise BentoMLException(f"Item '{tag}' already exists in the store {self._path}")
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{tag.name}-{tag.version}-", dir=self.incoming))
+        try:
+            yield str(tmp)
+            tmp.chmod(0o755)  # mkdtemp's 0700 would hide it from other users of the volume
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(tmp, final)  # whole or not at all; fails if another writer won
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._point_latest(tag)
+
+    def _point_latest(self, tag: Tag) -> None:
+        latest = self._path / tag.latest_path()
+        try:
+            current = self.get(tag.name)
+            if current.creation_time > self.get(tag).creation_time:
+                return
+        except Exception:  # noqa: BLE001 - no (readable) latest yet: point it here
+            pass
+        tmp = latest.with_name(f".latest-{os.getpid()}")
+        tmp.write_text(str(tag.version))
+        os.replace(tmp, latest)
+
+
+def use_shared_store(seed: Iterable[str] = (), source: ModelStore | None = None) -> Path | None:
+    """Make ``$RECBENTO_MODEL_STORE`` this process's model store; copy ``seed`` tags in.
+
+    ``seed`` are exact tags found in ``source`` (default: the store in use until now,
+    which is the Bento's own inside a served container); the ones the shared store
+    lacks are copied in. Several pods starting at
+    once may race: one copy wins, the others are dropped. Returns the store's path, or
+    None when the variable is unset (nothing changes).
+    """
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml.exceptions import BentoMLException, NotFound
+
+    path = shared_store_path()
+    if path is None:
+        return None
+    current = BentoMLContainer.model_store.get()
+    if isinstance(current, SharedModelStore) and current._path == path:
+        return path  # already switched (the service module is imported more than once)
+    path.mkdir(parents=True, exist_ok=True)
+    shared = SharedModelStore(path)
+    for tag in seed:
+        try:
+            shared.get(tag)
+            continue
+        except NotFound:
+            pass
+        try:
+            model = (source or current).get(tag)
+        except NotFound:
+            log.warning("%s is not in %s: not copied into the shared store", tag, current._path)
+            continue
+        try:
+            model.save(shared)
+            log.info("copied %s into the shared model store %s", tag, path)
+        except (BentoMLException, OSError):
+            shared.get(tag)  # another process copied it first; anything else re-raises
+    BentoMLContainer.model_store.set(shared)
+    return path
+
+
+def derived_labels(parent: str) -> dict[str, str]:
+    """Labels for a version made from ``parent`` (refresh, retrain): its lineage."""
+    return {PARENT_LABEL: parent}
+
+
+def newest_version(target: str) -> str:
+    """The version a deployment serving ``target`` should serve now.
+
+    A name (or ``name:latest``) is its latest version. An exact version is itself,
+    unless a shared store is in use: then it is the newest version derived from it
+    (itself when none is), so that a pod started from a Bento serves the refreshes of
+    the version the Bento packed, and only those.
+    """
+    from recommender.bundle import resolve_tag
+
+    tag = resolve_tag(target)
+    if follows_latest(target) or shared_store_path() is None:
+        return tag
+    return _newest_descendant(tag)
+
+
+def _newest_descendant(root: str) -> str:
+    """Newest version (creation time) among ``root`` and the versions derived from it."""
+    name = root.split(":")[0]
+    children: dict[str, list[str]] = {}
+    created = {}
+    for version in _versions(name):
+        children.setdefault(version.info.labels.get(PARENT_LABEL, ""), []).append(str(version.tag))
+        created[str(version.tag)] = version.info.creation_time
+    if root not in created:
+        raise NotFoundError(f"model={root!r} is not in the model store", field="model", value=root)
+    best, todo = root, [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            todo.append(child)
+            if created[child] > created[best]:
+                best = child
+    return best
+
+
+def _versions(name: str) -> list:
+    """Every readable version of ``name`` in the current store (unreadable ones skipped)."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    store = BentoMLContainer.model_store.get()
+    folder = Path(store._path) / name
+    out = []
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if not entry.is_dir():
+            continue
+        try:
+            out.append(store.get(f"{name}:{entry.name}"))
+        except Exception as exc:  # noqa: BLE001 - a foreign or damaged folder: skip it
+            log.debug("skipping %s: %s", entry, exc)
+    return out
