@@ -11,9 +11,10 @@ With it set, every recbento process (the API and encoder workers, the CLI):
   into place whole, so a reader on another pod (or a refresh killed half-way) never
   sees a partial one;
 * serves, for a pinned version such as the one a Bento packs, the newest version
-  *derived* from it (refreshes and retrains record their parent as a label): a new
-  image packing another version starts a new line instead of being shadowed by the
-  refreshes of the old one.
+  *derived* from it (refreshes and retrains label a version with its parent and the
+  first version of its line): a new image packing another version starts a new line
+  instead of being shadowed by the refreshes of the old one, and pruning old versions
+  never cuts a line.
 
 Examples
 --------
@@ -39,6 +40,7 @@ from bentoml._internal.tag import Tag
 from recommender.errors import NotFoundError
 
 __all__ = [
+    "LINE_LABEL",
     "PARENT_LABEL",
     "SharedModelStore",
     "derived_labels",
@@ -53,6 +55,8 @@ log = logging.getLogger(__name__)
 ENV = "RECBENTO_MODEL_STORE"
 #: Label of a version made from another one (refresh, retrain): the parent's tag.
 PARENT_LABEL = "recbento.parent"
+#: ...and the first version of its line (a version with no parent starts one).
+LINE_LABEL = "recbento.line"
 
 
 def shared_store_path() -> Path | None:
@@ -153,7 +157,13 @@ def use_shared_store(seed: Iterable[str] = (), source: ModelStore | None = None)
 
 def derived_labels(parent: str) -> dict[str, str]:
     """Labels for a version made from ``parent`` (refresh, retrain): its lineage."""
-    return {PARENT_LABEL: parent}
+    import bentoml
+
+    return {PARENT_LABEL: parent, LINE_LABEL: _line(bentoml.models.get(parent))}
+
+
+def _line(version) -> str:  # noqa: ANN001 - a bentoml Model
+    return version.info.labels.get(LINE_LABEL) or str(version.tag)
 
 
 def newest_version(target: str) -> str:
@@ -172,23 +182,20 @@ def newest_version(target: str) -> str:
     return _newest_descendant(tag)
 
 
-def _newest_descendant(root: str) -> str:
-    """Newest version (creation time) among ``root`` and the versions derived from it."""
-    name = root.split(":")[0]
-    children: dict[str, list[str]] = {}
-    created = {}
-    for version in _versions(name):
-        children.setdefault(version.info.labels.get(PARENT_LABEL, ""), []).append(str(version.tag))
-        created[str(version.tag)] = version.info.creation_time
-    if root not in created:
-        raise NotFoundError(f"model={root!r} is not in the model store", field="model", value=root)
-    best, todo = root, [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            todo.append(child)
-            if created[child] > created[best]:
-                best = child
-    return best
+def _newest_descendant(pinned: str) -> str:
+    """Newest version (creation time) of ``pinned``'s line saved no earlier than it.
+
+    A line is a first version and every version refreshed or retrained from it, or from
+    one of those (:data:`LINE_LABEL`), so deleting an old version never cuts it.
+    """
+    versions = {str(v.tag): v for v in _versions(pinned.split(":")[0])}
+    if pinned not in versions:
+        raise NotFoundError(
+            f"model={pinned!r} is not in the model store", field="model", value=pinned
+        )
+    line, since = _line(versions[pinned]), versions[pinned].info.creation_time
+    same = [v for v in versions.values() if _line(v) == line and v.info.creation_time >= since]
+    return str(max(same, key=lambda v: v.info.creation_time).tag)
 
 
 def _versions(name: str) -> list:

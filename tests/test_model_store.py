@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import bentoml
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -75,6 +76,8 @@ def test_a_packed_version_follows_its_own_refreshes_only(
     assert newest_version("line") == other and newest_version(other) == other
     assert newest_version(packed) == first
     second = refresh(first, feedback_db=events_db).tag
+    assert newest_version(packed) == second
+    bentoml.models.delete(first)  # pruning an old version keeps the line whole
     assert newest_version(packed) == second
     # what the CronJob runs: no --model, the deployment's model followed to its newest
     monkeypatch.setenv("RECBENTO_MODEL", packed)
