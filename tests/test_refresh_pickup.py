@@ -126,3 +126,24 @@ def test_a_refresh_is_served_without_restart_and_loses_no_event(
         if poster.is_alive():
             poster.join()
         stop(proc)
+
+
+@pytest.mark.integration
+def test_the_cronjob_command_finds_python_and_the_bento_code_in_the_image(bento):
+    """The CronJob overrides the image's entrypoint: its command must work without it."""
+    import yaml
+
+    cron = Path(__file__).resolve().parents[1] / "deploy/kubernetes/components/refresh/cronjob.yaml"
+    pod = yaml.safe_load(cron.read_text())["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    dockerfile = (Path(bento.path) / "env" / "docker" / "Dockerfile").read_text()
+    # `python` is the image's environment (what the entrypoint would have activated)...
+    assert c["command"][0] == "python" and "ENV PATH=/app/.venv/bin:" in dockerfile
+    # ...and the working directory is the Bento's code, with its manifest one level up
+    bento_path = Path(c["workingDir"]).parent
+    assert f"ARG BENTO_PATH={bento_path}" in dockerfile
+    assert "COPY --chown=bentoml:bentoml . ./" in dockerfile  # the whole Bento, models/ too
+    assert Path(c["workingDir"]).name == "src"
+    assert (Path(bento.path) / "src" / "recommender" / "cli.py").is_file()
+    assert (Path(bento.path) / "src" / "recommender" / "model_store.py").is_file()
+    assert (Path(bento.path) / "bento.yaml").is_file()
