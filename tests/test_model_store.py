@@ -86,6 +86,31 @@ def test_a_packed_version_follows_its_own_refreshes_only(
     assert newest_version(packed) == packed  # without a shared store a pin stays a pin
 
 
+def test_pods_follow_the_line_and_roll_back_when_its_newest_version_is_deleted(
+    shared, toy_bundle, events_db, monkeypatch
+):
+    from recommender.services.handlers import Handlers
+    from recommender.services.reload import ModelWatcher
+    from recommender.services.schemas import RecommendBody
+
+    monkeypatch.setenv("RECBENTO_FEEDBACK_DB", str(events_db))
+    packed = save_to_store(toy_bundle, "roll")
+    use_shared_store([packed])
+    first = refresh(packed).tag
+    handlers = Handlers.open(newest_version(packed))  # a pod (re)started after a refresh
+    watcher = ModelWatcher(handlers, packed, interval=0)
+    assert handlers.model.tag == first and watcher.check() is False
+    monkeypatch.setenv("RECBENTO_MODEL", packed)  # what the CronJob refreshes: the pods' line
+    second = refresh().tag
+    assert watcher.check() is True and handlers.model.tag == second
+    bentoml.models.delete(second)  # a bad refresh, taken out
+    assert watcher.check() is True and handlers.model.tag == first
+    # the event stays applied after both swaps: user 10's item 3 is not offered again
+    answer = handlers.recommend(RecommendBody(user_id=10, k=6))
+    assert answer["model"] == first and 3 not in [i["item_id"] for i in answer["items"]]
+    handlers.close()
+
+
 def _tower(bundle):
     from recommender.build import train_tower
     from recommender.schemas import Tables

@@ -100,14 +100,21 @@ class ModelWatcher:
 
 
 def _newer(candidate: str, current: str | None) -> bool:
-    """Whether ``candidate`` was saved after ``current`` (store creation times)."""
+    """Whether ``candidate`` was saved after ``current`` (store creation times).
+
+    A ``current`` deleted from the store counts as older: deleting the served version
+    (a bad refresh) rolls the server back to the newest one left.
+    """
     import bentoml
+    from bentoml.exceptions import NotFound
 
     if current is None:
         return True
-    return bentoml.models.get(candidate).info.creation_time > (
-        bentoml.models.get(current).info.creation_time
-    )
+    try:
+        served = bentoml.models.get(current).info.creation_time
+    except NotFound:
+        return True
+    return bentoml.models.get(candidate).info.creation_time > served
 
 
 def start_demo_training(tag: str) -> subprocess.Popen | None:
