@@ -33,6 +33,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from bentoml._internal.models.model import ModelStore
 from bentoml._internal.tag import Tag
@@ -110,8 +111,10 @@ class SharedModelStore(ModelStore):
                 return
         except Exception:  # noqa: BLE001 - no (readable) latest yet: point it here
             pass
-        tmp = latest.with_name(f".latest-{os.getpid()}")
-        tmp.write_text(str(tag.version))
+        fd, tmp = tempfile.mkstemp(prefix=".latest-", dir=latest.parent)  # pods share pids
+        with os.fdopen(fd, "w") as f:
+            f.write(str(tag.version))
+        os.chmod(tmp, 0o644)
         os.replace(tmp, latest)
 
 
@@ -120,9 +123,9 @@ def use_shared_store(seed: Iterable[str] = (), source: ModelStore | None = None)
 
     ``seed`` are exact tags found in ``source`` (default: the store in use until now,
     which is the Bento's own inside a served container); the ones the shared store
-    lacks are copied in. Several pods starting at
-    once may race: one copy wins, the others are dropped. Returns the store's path, or
-    None when the variable is unset (nothing changes).
+    lacks are copied in. Several pods starting at once may race: one copy wins, the
+    others are dropped. Returns the store's path, or None when the variable is unset
+    (nothing changes).
     """
     from bentoml._internal.configuration.containers import BentoMLContainer
     from bentoml.exceptions import BentoMLException, NotFound
@@ -162,7 +165,8 @@ def derived_labels(parent: str) -> dict[str, str]:
     return {PARENT_LABEL: parent, LINE_LABEL: _line(bentoml.models.get(parent))}
 
 
-def _line(version) -> str:  # noqa: ANN001 - a bentoml Model
+def _line(version: Any) -> str:
+    """The first version of ``version``'s line (a bentoml Model): a label, or itself."""
     return version.info.labels.get(LINE_LABEL) or str(version.tag)
 
 
@@ -170,9 +174,9 @@ def newest_version(target: str) -> str:
     """The version a deployment serving ``target`` should serve now.
 
     A name (or ``name:latest``) is its latest version. An exact version is itself,
-    unless a shared store is in use: then it is the newest version derived from it
-    (itself when none is), so that a pod started from a Bento serves the refreshes of
-    the version the Bento packed, and only those.
+    unless a shared store is in use: then it is the newest version of its line saved
+    since it (itself when there is none), so that a pod started from a Bento serves the
+    refreshes of the version the Bento packed, and only those.
     """
     from recommender.bundle import resolve_tag
 
