@@ -178,15 +178,20 @@ def train_tower(
     *,
     config: dict[str, Any] | None = None,
     progress: bool = True,
+    warm_start: Any = None,
 ) -> Any:
-    """Train the sequential user tower (+ collaborative hybrid) on the interaction log."""
+    """Train the sequential user tower (+ collaborative hybrid) on the interaction log.
+
+    ``warm_start``, a fitted tower of the same shape, is where training starts from
+    (``recbento refresh --retrain``).
+    """
     from recommender.train import SequenceRecommender, TrainConfig, sequences_from_interactions
 
     _, sequences = sequences_from_interactions(
         tables.interactions, tables.items[ItemSchema.item_id].to_numpy()
     )
     model = SequenceRecommender(TrainConfig.from_config(config or {}))
-    model.fit(sequences, item_vectors, progress=progress)
+    model.fit(sequences, item_vectors, progress=progress, warm_start=warm_start)
     log.info("trained the user tower: %s", getattr(model, "summary_", {}))
     return model
 

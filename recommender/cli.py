@@ -81,6 +81,10 @@ def _setup(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if os.environ.get("RECBENTO_MODEL_STORE"):  # the store shared with a deployment's pods
+        from recommender.service_core import share_model_store
+
+        share_model_store()
 
 
 @app.command()

@@ -13,7 +13,15 @@ log = logging.getLogger(__name__)
 
 
 def refresh(
-    model: Annotated[str, typer.Option("--model", "-m", help="Model name or name:version.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model name or name:version (default: what the deployment serves: "
+            "$RECBENTO_MODEL, else the Bento's model, followed to its newest refresh).",
+        ),
+    ] = None,
     feedback_db: Annotated[
         str | None,
         typer.Option(
@@ -25,14 +33,27 @@ def refresh(
     name: Annotated[
         str | None, typer.Option(help="Save under this name (default the model's).")
     ] = None,
+    retrain: Annotated[
+        bool,
+        typer.Option(
+            "--retrain",
+            help="Also train the user tower on the new log, starting from the previous "
+            "version's tower and its settings.",
+        ),
+    ] = False,
 ) -> None:
-    """Fold the stored feedback events into a new version of the model; print its tag."""
+    """Fold the stored feedback events into a new version of the model; print its tag.
+
+    A server following the model (served by name, or sharing RECBENTO_MODEL_STORE)
+    swaps the new version in within RECBENTO_RELOAD_SECONDS and replays the events
+    stored after it, so no event is lost.
+    """
     from rich.table import Table
 
     from recommender.cli import _run, console
     from recommender.refresh import refresh as do_refresh
 
-    report = _run(do_refresh, model, feedback_db=feedback_db, name=name)
+    report = _run(do_refresh, model, feedback_db=feedback_db, name=name, retrain=retrain)
     table = Table(title=f"refreshed {report.previous}")
     table.add_column("what")
     table.add_column("value", justify="right")
@@ -43,6 +64,10 @@ def refresh(
     table.add_row("feedback seq", str(report.feedback_seq))
     for step, s in report.seconds.items():
         table.add_row(f"{step} (s)", f"{s:.2f}")
+    if report.training:
+        tr = report.training
+        table.add_row("training epochs (best)", f"{tr['epochs']} ({tr['best_epoch']})")
+        table.add_row("training stopped by", str(tr["stopped_by"]).replace("_", " "))
     console.print(table)
     console.print(report.tag, soft_wrap=True)
 

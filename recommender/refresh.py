@@ -2,9 +2,10 @@
 
 Item vectors, the graph and the trained tower are reused as they are (no re-encoding);
 the interaction log gains the stored events, and what depends on it is recomputed:
-users' history vectors and the user groups. The new version records
+users' history vectors and the user groups; with ``retrain=True`` the user tower too,
+starting from the previous version's weights and settings. The new version records
 ``config["feedback_seq"]``, the last event folded in, so a server loading it replays
-only the events that came after.
+only the events that came after: a server that swaps it in loses no event.
 
 Examples
 --------
@@ -64,6 +65,7 @@ class RefreshReport:
     n_interactions: int
     feedback_seq: int
     seconds: dict[str, float] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
 
 
 def feedback_db_path(model: str) -> Path | str:
@@ -82,31 +84,44 @@ def feedback_db_path(model: str) -> Path | str:
 
 
 def refresh(
-    model: str,
+    model: str | None = None,
     *,
     feedback_db: str | Path | None = None,
     name: str | None = None,
+    retrain: bool = False,
+    progress: bool = True,
 ) -> RefreshReport:
     """Save a new version of ``model`` with the stored feedback events folded in.
 
     Parameters
     ----------
-    model : str
-        Model name or ``name:version`` in the BentoML store.
+    model : str, optional
+        Model name or ``name:version`` in the BentoML store; default the version the
+        deployment serves now (:func:`~recommender.service_core.model_name`, followed
+        to its newest refresh when ``RECBENTO_MODEL_STORE`` is shared with the pods).
     feedback_db : str or Path, optional
         The feedback store, a SQLite path or a ``postgresql://`` URL; default
         :func:`feedback_db_path` of ``model``.
     name : str, optional
         Save under another name (default the model's own).
+    retrain : bool
+        Also train the user tower on the new log, warm-started from the previous
+        version's tower with its settings (from scratch with the default settings when
+        the previous version has none).
+    progress : bool
+        Show the training progress bar.
 
     Returns
     -------
     RefreshReport
         The new tag, events folded, events skipped (items no longer in the catalogue).
     """
+    from recommender.model_store import derived_labels, newest_version
+    from recommender.service_core import model_name
+
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    bundle, tag = load_from_store(model)
+    bundle, tag = load_from_store(model or newest_version(model_name()))
     timings["load"] = time.perf_counter() - t0
     target = feedback_db if feedback_db is not None else feedback_db_path(tag)
     since = bundle.config.get("feedback_seq")
@@ -127,7 +142,7 @@ def refresh(
     index = {iid: i for i, iid in enumerate(bundle.items[ItemSchema.item_id].tolist())}
     histories = Histories(interactions, index)
     user_ids = histories.user_ids()
-    from recommender.build import fit_user_groups, user_vectors  # the build path, only here
+    from recommender.build import fit_user_groups, training_summary, user_vectors
 
     serving = ServingConfig.from_config(bundle.config.get("serving"))
     user_vecs = user_vectors(bundle.item_vectors, histories, user_ids, serving)
@@ -144,6 +159,10 @@ def refresh(
             random_state=getattr(old, "random_state", 0),
         )
     timings["users"] = time.perf_counter() - t0
+    if retrain:
+        t0 = time.perf_counter()
+        components["tower"] = _retrain_tower(bundle, tables, progress=progress)
+        timings["train"] = time.perf_counter() - t0
 
     config = dict(bundle.config)
     config["feedback_seq"] = int(seq)
@@ -160,7 +179,7 @@ def refresh(
         components=components,
     )
     t0 = time.perf_counter()
-    new_tag = save_to_store(new, name or tag.split(":")[0])
+    new_tag = save_to_store(new, name or tag.split(":")[0], labels=derived_labels(tag))
     timings["save"] = time.perf_counter() - t0
     log.info("refreshed %s -> %s with %d events", tag, new_tag, n_events)
     return RefreshReport(
@@ -172,6 +191,24 @@ def refresh(
         n_interactions=len(interactions),
         feedback_seq=int(seq),
         seconds=timings,
+        training=training_summary(new) if retrain else {},
+    )
+
+
+def _retrain_tower(bundle: Bundle, tables: Tables, *, progress: bool) -> Any:
+    """The user tower trained on ``tables``, from the previous tower when there is one."""
+    from recommender.build import train_tower
+
+    previous = bundle.components.get("tower")
+    if previous is None:
+        log.info("the previous version has no user tower: training one from scratch")
+        return train_tower(tables, bundle.item_vectors, progress=progress)
+    return train_tower(
+        tables,
+        bundle.item_vectors,
+        config=previous.get_config(),
+        progress=progress,
+        warm_start=previous,
     )
 
 

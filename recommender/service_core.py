@@ -14,7 +14,15 @@ from recommender.bundle import load_from_store, resolve_tag
 from recommender.errors import NotFoundError
 from recommender.serving import EncodeFn, LoadedModel, load_model
 
-__all__ = ["model_name", "packed_model", "ensure_model", "load", "stored_config"]
+__all__ = [
+    "ensure_model",
+    "load",
+    "model_name",
+    "packed_model",
+    "packed_models",
+    "share_model_store",
+    "stored_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +48,7 @@ def packed_model(bento_root: Path | None = None) -> str | None:
     from inside ``src/``, and this package sits there too unless it was installed from
     PyPI (a user's own Bento that depends on recbento).
     """
-    import yaml
-
-    roots = [bento_root] if bento_root else [Path.cwd().parent, Path(__file__).resolve().parents[2]]
-    manifest = next((r / "bento.yaml" for r in roots if (r / "bento.yaml").is_file()), None)
-    if manifest is None or not (manifest.parent / "src").is_dir():
-        return None
-    info = yaml.safe_load(manifest.read_text()) or {}
-    listed = list(info.get("models") or [])
-    for svc in info.get("services") or []:  # BentoML 1.4 lists models per service
-        listed += svc.get("models") or []
-    tags = list(dict.fromkeys(m["tag"] for m in listed if isinstance(m, dict) and "tag" in m))
-    tags = [t for t in tags if not _is_encoder_checkpoint(t)]
+    tags = [t for t in packed_models(bento_root) if not _is_encoder_checkpoint(t)]
     if not tags:
         return None
     if len(tags) > 1:
@@ -59,6 +56,45 @@ def packed_model(bento_root: Path | None = None) -> str | None:
             "the Bento packs %d models; serving %s (or set RECBENTO_MODEL)", len(tags), tags[0]
         )
     return str(tags[0])
+
+
+def packed_models(bento_root: Path | None = None) -> list[str]:
+    """Every model tag the enclosing Bento lists (the bundle and its encoder), or ``[]``."""
+    import yaml
+
+    root = _bento_root(bento_root)
+    if root is None:
+        return []
+    info = yaml.safe_load((root / "bento.yaml").read_text()) or {}
+    listed = list(info.get("models") or [])
+    for svc in info.get("services") or []:  # BentoML 1.4 lists models per service
+        listed += svc.get("models") or []
+    return list(dict.fromkeys(m["tag"] for m in listed if isinstance(m, dict) and "tag" in m))
+
+
+def _bento_root(bento_root: Path | None = None) -> Path | None:
+    roots = [bento_root] if bento_root else [Path.cwd().parent, Path(__file__).resolve().parents[2]]
+    root = next((r for r in roots if (r / "bento.yaml").is_file()), None)
+    return root if root is not None and (root / "src").is_dir() else None
+
+
+def share_model_store() -> Path | None:
+    """Switch to the shared model store when ``RECBENTO_MODEL_STORE`` is set (else None).
+
+    Seeds it with the models the enclosing Bento packed, read from the Bento's own
+    store (``models/`` in a container image) or else the current one. See
+    :mod:`recommender.model_store`.
+    """
+    from recommender.model_store import shared_store_path, use_shared_store
+
+    if shared_store_path() is None:
+        return None
+    from bentoml._internal.models.model import ModelStore
+
+    root = _bento_root()
+    own = root / "models" if root is not None else None
+    source = ModelStore(own) if own is not None and own.is_dir() and any(own.iterdir()) else None
+    return use_shared_store(packed_models(), source=source)
 
 
 def _is_encoder_checkpoint(tag: str) -> bool:

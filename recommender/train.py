@@ -276,6 +276,7 @@ class SequenceRecommender:
         *,
         validate: bool = True,
         progress: bool = True,
+        warm_start: SequenceRecommender | None = None,
     ) -> SequenceRecommender:
         """Train on next-item prediction over every prefix of every sequence.
 
@@ -289,6 +290,10 @@ class SequenceRecommender:
             Hold out each sequence's last item (sequences of 3+ items) for early stopping.
         progress : bool
             Show a tqdm bar over epochs.
+        warm_start : SequenceRecommender, optional
+            A fitted model of the same shape (catalogue size, text dimension, config)
+            whose weights training starts from instead of a random start: a scheduled
+            retrain then needs fewer epochs. A shape mismatch is an :class:`InputError`.
 
         Returns
         -------
@@ -340,6 +345,8 @@ class SequenceRecommender:
             dropout=cfg.dropout,
             id_embeddings=cfg.id_embeddings,
         ).to(device)
+        if warm_start is not None:
+            _load_warm_start(net, warm_start)
         seen = np.zeros(n_items, dtype=bool)
         for s in train_seqs:
             seen[s] = True
@@ -704,6 +711,22 @@ class SequenceRecommender:
         model.net_ = net.to(dev).eval()
         model.summary_ = meta.get("summary")
         return model
+
+
+def _load_warm_start(net: UserTower, previous: SequenceRecommender) -> None:
+    """Copy ``previous``'s weights into the fresh ``net`` (same shapes, or an error)."""
+    old = previous._check_fitted().state_dict()
+    new = net.state_dict()
+    wrong = sorted(k for k in new if k not in old or old[k].shape != new[k].shape)
+    if wrong:
+        raise InputError(
+            f"warm_start: the previous tower's weights do not fit this one ({wrong[:3]}); "
+            "its catalogue size, text dimension or shape settings differ. Train from "
+            "scratch instead",
+            field="warm_start",
+            value=wrong[:3],
+        )
+    net.load_state_dict({k: old[k].to(new[k].device) for k in new})
 
 
 def _full_loss(

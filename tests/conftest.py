@@ -110,6 +110,29 @@ def toy_model(tmp_path_factory, tiny_encoder_path) -> str:
 
 
 @pytest.fixture(scope="session")
+def bento(toy_model):
+    """``bentoml build`` of this checkout packing ``toy_model``: the Bento (built once)."""
+    import subprocess
+    import sys
+
+    import bentoml
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "RECBENTO_MODEL": toy_model}
+    out = subprocess.run(
+        [sys.executable, "-m", "bentoml", "build", str(root), "--output", "tag"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    tag = out.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    return bentoml.get(tag)
+
+
+@pytest.fixture(scope="session")
 def pg_server():
     """A private PostgreSQL server for the session; the URL of its ``recbento`` database.
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import bentoml
@@ -15,22 +12,6 @@ import yaml
 from tests.procs import free_port, serve, stop
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def bento(toy_model):
-    env = {**os.environ, "RECBENTO_MODEL": toy_model}
-    out = subprocess.run(
-        [sys.executable, "-m", "bentoml", "build", str(ROOT), "--output", "tag"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    tag = out.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
-    return bentoml.get(tag)
 
 
 @pytest.mark.integration

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "kubernetes"
@@ -28,10 +29,11 @@ CLOUD = ROOT / "deploy" / "bentocloud" / "deployment.yaml"
 K8S_VERSION = "1.30"
 IMAGE = "recbento:latest"
 PORT = 3000  # BentoML's HTTP port inside a containerized Bento
-OVERLAYS = ("cpu", "gpu", "sqlite", "sqlite-gpu")
-SHARED = ("cpu", "gpu")  # feedback in PostgreSQL: replicas on any node
+OVERLAYS = ("cpu", "cpu-refresh", "gpu", "sqlite", "sqlite-gpu")
+SHARED = ("cpu", "cpu-refresh", "gpu")  # feedback in PostgreSQL: replicas on any node
 SINGLE_NODE = ("sqlite", "sqlite-gpu")  # feedback in a SQLite file on one volume
 GPU = ("gpu", "sqlite-gpu")
+REFRESH = ("cpu-refresh",)  # a scheduled refresh CronJob and a shared model store
 
 
 def _kubectl() -> str:
@@ -123,6 +125,8 @@ def test_overlay_fits_the_kubernetes_api(overlay: str) -> None:
     expected = ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]
     if overlay in SINGLE_NODE:
         expected.append("PersistentVolumeClaim")
+    if overlay in REFRESH:
+        expected += ["CronJob", "PersistentVolumeClaim"]
     assert kinds == sorted(expected)
     for doc in docs:
         try:
@@ -223,7 +227,9 @@ def test_shared_overlays_read_the_postgres_url_from_a_secret_and_spread(overlay:
     dep = one(docs, "Deployment")
     ref = env(dep)["RECBENTO_FEEDBACK_DB"]["valueFrom"]["secretKeyRef"]
     assert ref["name"] and ref["key"] and not ref.get("optional")  # no Secret: no start
-    assert not [d for d in docs if d["kind"] in ("Secret", "PersistentVolumeClaim")]
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    for pvc in [d for d in docs if d["kind"] == "PersistentVolumeClaim"]:  # any node mounts it
+        assert overlay in REFRESH and pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     spec = dep["spec"]["template"]["spec"]
     assert "podAffinity" not in spec.get("affinity", {})
     spread = {t["topologyKey"]: t for t in spec["topologySpreadConstraints"]}
@@ -265,8 +271,85 @@ def test_the_overlays_images_field_sets_the_image(overlay: str, tmp_path: Path) 
     assert (image["name"], image["newName"], image["newTag"]) == ("recbento", "recbento", "latest")
     image.update(newName="registry.example.com/team/recbento", newTag="v7")
     kfile.write_text(yaml.safe_dump(kust))
-    dep = one(_render_dir(kfile.parent), "Deployment")
-    assert container(dep)["image"] == "registry.example.com/team/recbento:v7"
+    docs = _render_dir(kfile.parent)
+    assert container(one(docs, "Deployment"))["image"] == "registry.example.com/team/recbento:v7"
+    for job in [d for d in docs if d["kind"] == "CronJob"]:  # the refresh runs the same image
+        (c,) = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+        assert c["image"] == "registry.example.com/team/recbento:v7"
+
+
+def _refresh_job(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The CronJob's pod spec and its one container."""
+    pod = one(docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    return pod, c
+
+
+def _store_claim(pod: dict[str, Any], c: dict[str, Any], store: str) -> str:
+    """The PersistentVolumeClaim holding the path ``store`` in this pod."""
+    mounts = {m["name"]: Path(m["mountPath"]) for m in c["volumeMounts"]}
+    (volume,) = [v for v in pod["volumes"] if mounts.get(v["name"]) in Path(store).parents]
+    return volume["persistentVolumeClaim"]["claimName"]
+
+
+@pytest.mark.parametrize("overlay", REFRESH)
+def test_the_refresh_job_shares_the_pods_image_feedback_and_model_store(overlay: str) -> None:
+    from bentoml._internal.container.generate import BENTO_PATH, BENTO_UID_GID
+
+    docs = render(overlay)
+    cron, dep = one(docs, "CronJob"), one(docs, "Deployment")
+    pod, c = _refresh_job(docs)
+    pods_env, job_env = env(dep), {e["name"]: e for e in c["env"]}
+    assert c["image"] == container(dep)["image"] == IMAGE
+    # the same feedback store: what the pods acknowledged is what the job folds in
+    assert job_env["RECBENTO_FEEDBACK_DB"] == pods_env["RECBENTO_FEEDBACK_DB"]
+    assert "secretKeyRef" in job_env["RECBENTO_FEEDBACK_DB"]["valueFrom"]
+    # the same model store, on the same ReadWriteMany claim, that the pods follow
+    store = job_env["RECBENTO_MODEL_STORE"]["value"]
+    assert pods_env["RECBENTO_MODEL_STORE"]["value"] == store
+    claim = _store_claim(pod, c, store)
+    assert claim == _store_claim(dep["spec"]["template"]["spec"], container(dep), store)
+    pvc = one(docs, "PersistentVolumeClaim")
+    assert pvc["metadata"]["name"] == claim and pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert int(pods_env["RECBENTO_RELOAD_SECONDS"]["value"]) > 0  # the pods look for it
+    # the job refreshes what the pods serve: the Bento's model, no override anywhere
+    assert "RECBENTO_MODEL" not in job_env and "envFrom" not in c
+    assert c["command"] == ["python", "-m", "recommender.cli"] and c["args"][0] == "refresh"
+    assert "--model" not in c["args"]
+    # run from the Bento's code folder, as the user the image's files belong to
+    assert c["workingDir"] == f"{BENTO_PATH}/src"
+    assert pod["securityContext"]["runAsUser"] == BENTO_UID_GID
+    assert pod["securityContext"] == dep["spec"]["template"]["spec"]["securityContext"]
+    assert pod["restartPolicy"] in ("Never", "OnFailure")
+    # never two at once (both would start from the same version), on a valid schedule
+    spec = cron["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    fields = spec["schedule"].split()
+    assert len(fields) == 5 and not spec["schedule"].startswith("@"), spec["schedule"]
+    assert spec["jobTemplate"]["spec"]["activeDeadlineSeconds"] > 0
+    # the job's pods are not API pods: no Service, PDB or spread counts them
+    labels = spec["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    assert not one(docs, "Service")["spec"]["selector"].items() <= labels.items()
+    assert not one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"].items() <= (
+        labels.items()
+    )
+
+
+def test_the_retrain_component_adds_the_flag(tmp_path: Path) -> None:
+    tree = tmp_path / "kubernetes"
+    shutil.copytree(K8S, tree)
+    kfile = tree / "overlays" / "cpu-refresh" / "kustomization.yaml"
+    kust = yaml.safe_load(kfile.read_text())
+    assert "../../components/refresh-retrain" not in kust["components"]  # off as shipped
+    assert "- ../../components/refresh-retrain" in kfile.read_text()  # one line to turn on
+    kust["components"].append("../../components/refresh-retrain")
+    kfile.write_text(yaml.safe_dump(kust))
+    _, c = _refresh_job(_render_dir(kfile.parent))
+    assert c["args"] == ["refresh", "--retrain"]
+    from recommender.cli import app
+
+    ran = CliRunner().invoke(app, [*c["args"], "--help"])
+    assert ran.exit_code == 0 and "--retrain" in ran.output
 
 
 def test_no_committed_secret_values() -> None:

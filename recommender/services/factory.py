@@ -38,10 +38,16 @@ from pydantic import BaseModel
 
 from recommender.build import DEMO_MODEL
 from recommender.config import EncoderConfig
-from recommender.service_core import ensure_model, model_name, stored_config
+from recommender.model_store import newest_version
+from recommender.service_core import ensure_model, model_name, share_model_store, stored_config
 from recommender.services.guard import RequestGuard
 from recommender.services.handlers import Handlers, answer, freeze_heap
-from recommender.services.reload import ModelWatcher, follows_latest, start_demo_training
+from recommender.services.reload import (
+    ModelWatcher,
+    follows_latest,
+    follows_new_versions,
+    start_demo_training,
+)
 from recommender.services.schemas import (
     EmptyBody,
     EncodeBody,
@@ -152,6 +158,7 @@ def make_services(
     settings : ServiceSettings, optional
         Workers, concurrency and limits; default from ``RECBENTO_*`` variables.
     """
+    share_model_store()  # RECBENTO_MODEL_STORE: before anything reads the store
     target = model or model_name()
     settings = settings or ServiceSettings.from_env()
     config = stored_config(target)
@@ -181,8 +188,9 @@ def make_services(
                 start_demo_training(tag)
 
         def __init__(self) -> None:
-            self.handlers = Handlers.open(target, encode=self._encode, settings=settings)
-            if follows_latest(target):  # a pinned version is never replaced
+            serve = newest_version(target) if follows_new_versions(target) else target
+            self.handlers = Handlers.open(serve, encode=self._encode, settings=settings)
+            if follows_new_versions(target):  # a pinned version is kept, unless refreshed
                 ModelWatcher(self.handlers, target, settings.reload_seconds).start()
 
         def _encode(self, texts: list[str]) -> np.ndarray:

@@ -6,7 +6,9 @@ when a newer version is there (a ``recbento train`` or ``refresh`` finished), lo
 beside the one serving, replays the feedback it has not folded in, and swaps it in
 with one reference assignment. Requests in flight finish on the version they started
 on; no request fails during the switch. A pinned version (``name:version``, or the exact
-version a Bento packed) is never replaced.
+version a Bento packed) is never replaced, unless the deployment shares a model store
+with a scheduled refresh (``RECBENTO_MODEL_STORE``): then it follows the versions
+derived from the pinned one (see :func:`recommender.model_store.newest_version`).
 
 The demo model starts text-only, so a first ``bentoml serve`` answers at once;
 :func:`start_demo_training` trains it in a background process, and the watcher swaps
@@ -24,20 +26,20 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recommender.bundle import resolve_tag
 from recommender.errors import RecbentoError
+from recommender.model_store import follows_latest, newest_version, shared_store_path
 
 if TYPE_CHECKING:
     from recommender.services.handlers import Handlers
 
-__all__ = ["ModelWatcher", "follows_latest", "start_demo_training"]
+__all__ = ["ModelWatcher", "follows_latest", "follows_new_versions", "start_demo_training"]
 
 log = logging.getLogger(__name__)
 
 
-def follows_latest(name: str) -> bool:
-    """Whether ``name`` asks for the latest version (no version, or ``:latest``)."""
-    return ":" not in name or name.endswith(":latest")
+def follows_new_versions(target: str) -> bool:
+    """Whether a deployment serving ``target`` swaps in newer versions (see the module)."""
+    return follows_latest(target) or shared_store_path() is not None
 
 
 class ModelWatcher:
@@ -48,14 +50,15 @@ class ModelWatcher:
     handlers : Handlers
         The worker's APIs; their ``model`` is replaced.
     name : str
-        The model name served.
+        What the deployment serves: a model name, or with a shared model store also
+        an exact version (whose derived versions are followed).
     interval : float
         Seconds between looks at the store; 0 turns the watcher off.
     """
 
     def __init__(self, handlers: Handlers, name: str, interval: float) -> None:
         self.handlers = handlers
-        self.name = name.split(":")[0]
+        self.name = name
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -76,6 +79,8 @@ class ModelWatcher:
                 self.check()
             except RecbentoError as exc:  # a broken new version: keep serving the old one
                 log.error("could not load the newer version of %s: %s", self.name, exc.message)
+            except Exception:  # a shared volume's hiccup must not stop the watching for good
+                log.exception("looking for a newer version of %s failed; trying again", self.name)
 
     def check(self) -> bool:
         """Swap in the latest version if it is newer than the one serving; whether it did."""
@@ -83,7 +88,7 @@ class ModelWatcher:
         from recommender.service_core import load
         from recommender.services.handlers import freeze_heap
 
-        latest = resolve_tag(self.name)
+        latest = newest_version(self.name)
         current = self.handlers.model
         if latest == current.tag or not _newer(latest, current.tag):
             return False
@@ -98,14 +103,21 @@ class ModelWatcher:
 
 
 def _newer(candidate: str, current: str | None) -> bool:
-    """Whether ``candidate`` was saved after ``current`` (store creation times)."""
+    """Whether ``candidate`` was saved after ``current`` (store creation times).
+
+    A ``current`` deleted from the store counts as older: deleting the served version
+    (a bad refresh) rolls the server back to the newest one left.
+    """
     import bentoml
+    from bentoml.exceptions import NotFound
 
     if current is None:
         return True
-    return bentoml.models.get(candidate).info.creation_time > (
-        bentoml.models.get(current).info.creation_time
-    )
+    try:
+        served = bentoml.models.get(current).info.creation_time
+    except NotFound:
+        return True
+    return bentoml.models.get(candidate).info.creation_time > served
 
 
 def start_demo_training(tag: str) -> subprocess.Popen | None:
