@@ -58,12 +58,16 @@ from recommender.item_signals import (
     item_activity,
     item_age_days,
     item_entity_matrix,
+    user_entity_profile,
 )
 from recommender.rerank_config import RERANK_KNOBS, RerankConfig
 
 __all__ = ["RERANK_KNOBS", "RerankConfig", "Reranker", "minmax"]
 
 log = logging.getLogger(__name__)
+
+#: Largest item x entity distribution (cells) the reranker also keeps dense (32 MiB).
+DENSE_DIST_MAX = 4_000_000
 
 def minmax(x: np.ndarray) -> np.ndarray:
     """Scale to [0, 1] over the given values; constant (or empty) input gives zeros.
@@ -128,6 +132,14 @@ class Reranker:
         self.activity = activity
         self.item_age_days = None if item_age_days is None else np.asarray(item_age_days, float)
         self.item_dist = None if item_entities is None else entity_distribution(item_entities)
+        # a dense copy when small (genres: 9.7k x 19), read on every request without the
+        # sparse format's per-call overhead
+        self._dist_dense = (
+            self.item_dist.toarray()
+            if self.item_dist is not None
+            and self.item_dist.shape[0] * self.item_dist.shape[1] <= DENSE_DIST_MAX
+            else None
+        )
         self.group_popularity = (
             None if group_popularity is None else np.asarray(group_popularity, dtype=np.float64)
         )
@@ -187,6 +199,16 @@ class Reranker:
         )
 
     # ------------------------------------------------------------------ signals
+    def user_profile(self, history_idx: np.ndarray) -> np.ndarray | None:
+        """The user's entity distribution for calibration (``user_entity_profile``)."""
+        if self.item_dist is None:
+            return None
+        if self._dist_dense is None or len(history_idx) == 0:
+            return user_entity_profile(self.item_dist, history_idx)
+        prof = self._dist_dense[np.asarray(history_idx, dtype=np.int64)].sum(axis=0)
+        total = prof.sum()
+        return prof / total if total > 0 else prof
+
     def longtail(self, candidate_idx: np.ndarray, head_share: float | None = None) -> np.ndarray:
         """Which candidates are long tail under ``head_share`` (default: the config's)."""
         hs = self.config.longtail_head_share if head_share is None else head_share
@@ -309,9 +331,14 @@ class Reranker:
             prof = prof / prof.sum()
             support = np.flatnonzero(prof > 0)  # KL(p||q) only sums where p > 0
             p = prof[support]
-            dist = self.item_dist[cand].toarray()[:, support]
+            if self._dist_dense is not None:
+                dist = self._dist_dense[cand][:, support]
+            else:
+                dist = self.item_dist[cand].toarray()[:, support]
             qsum = np.zeros(support.size)
             alpha = cfg.calibration_alpha
+            # KL(p || q) = sum p log p - log(q) @ p, with q = a_t (qsum + dist) + alpha p
+            p_log_p, alpha_p = float(p @ np.log(p)), alpha * p
         tail = self.longtail(cand, cfg.longtail_head_share) if n_tail else None
         taken = np.zeros(n, dtype=bool)
         out_idx = np.empty(k, dtype=np.int64)
@@ -320,8 +347,11 @@ class Reranker:
         for t in range(k):
             value = relevance_part - lam * maxsim if lam > 0 else relevance_part.copy()
             if profile is not None:
-                q = (1.0 - alpha) * (qsum + dist) / (t + 1) + alpha * p
-                value -= cfg.calibration * (p * np.log(p / q)).sum(axis=1)
+                q = qsum + dist
+                q *= (1.0 - alpha) / (t + 1)
+                q += alpha_p
+                np.log(q, out=q)
+                value -= cfg.calibration * (p_log_p - q @ p)
             value[taken] = -np.inf
             if tail is not None and n_tail - tail_taken >= k - t:
                 open_tail = tail & ~taken

@@ -170,6 +170,29 @@ def test_user_entity_profile():
     assert user_entity_profile(entity_distribution(ent), []).tolist() == [0.0, 0.0]
 
 
+def test_dense_and_sparse_entity_distributions_rerank_alike(monkeypatch):
+    """Small catalogues keep the entity distribution dense too; large ones only sparse."""
+    import recommender.rerank as rerank_mod
+
+    ent, _ = item_entity_matrix(_genre_items())
+    n = ent.shape[0]
+    vecs = np.random.default_rng(0).normal(size=(n, 4))
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    dense = Reranker(vecs, item_entities=ent)
+    monkeypatch.setattr(rerank_mod, "DENSE_DIST_MAX", 0)
+    sparse = Reranker(vecs, item_entities=ent)
+    assert dense._dist_dense is not None and sparse._dist_dense is None
+    for history in ([0, 1, 5], [2, 2, 3], []):
+        np.testing.assert_allclose(dense.user_profile(history), sparse.user_profile(history))
+    rel = np.linspace(1.0, 0.2, n)
+    cfg = RerankConfig().replace(calibration=1.0, diversity=0.3)
+    prof = dense.user_profile([0, 1, 5])
+    a = dense.rerank(np.arange(n), rel, k=4, user_profile=prof, config=cfg)
+    b = sparse.rerank(np.arange(n), rel, k=4, user_profile=prof, config=cfg)
+    assert a[0].tolist() == b[0].tolist()
+    np.testing.assert_allclose(a[1], b[1])
+
+
 # ---------------------------------------------------------------- popularity signals
 def test_longtail_floor_and_definition():
     pop = np.array([50, 30, 10, 5, 5, 0])

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recommender.item_signals import user_entity_profile
 from recommender.serving.types import Candidates, Ranked, Request, UserState
 
 if TYPE_CHECKING:
@@ -36,8 +35,8 @@ def rerank(
         cfg = c.knobs.rerank
         if cfg is not None and len(idx):
             profile = None
-            if len(st.history) and model.reranker.item_dist is not None:
-                profile = user_entity_profile(model.reranker.item_dist, st.history.items)
+            if len(st.history):
+                profile = model.reranker.user_profile(st.history.items)
             idx, sc = model.reranker.rerank(
                 idx, sc, req.k, group=st.group, user_profile=profile, config=cfg
             )
