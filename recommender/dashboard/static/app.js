@@ -115,8 +115,9 @@ const Dash = (() => {
   }
 
   function chart(node, option) {
+    // drawn at once, no animation: an operator reads figures, and a picture is complete
     const c = echarts.init(node, null, { renderer: "canvas" });
-    c.setOption(option);
+    c.setOption({ animation: false, ...option });
     charts.push(c);
     return c;
   }

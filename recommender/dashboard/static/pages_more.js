@@ -49,7 +49,7 @@
       series: [{
         type: "graph", layout: "force", roam: true, draggable: true,
         categories: kinds.map((k, i) => ({ name: k, itemStyle: { color: PALETTE[i % 10] } })),
-        force: { repulsion: 140, edgeLength: [40, 110] },
+        force: { repulsion: 320, edgeLength: [50, 140], layoutAnimation: false },
         label: { show: true, position: "right", fontSize: 11,
           formatter: (p) => (p.data.name.length > 26 ? p.data.name.slice(0, 25) + "…" : p.data.name) },
         data: graph.nodes.map((n) => ({
