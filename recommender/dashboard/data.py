@@ -140,13 +140,14 @@ def item_detail(model: LoadedModel, item_id: Any, *, radius: int, max_nodes: int
     kg = model.graph
     if kg is not None:
         from knowledge_graph.build import item_node, split_node
-        from knowledge_graph.stats import ego_graph
+        from knowledge_graph.stats import ego_graph, ego_layout
 
         out["entities"] = [
             dict(zip(("type", "value"), split_node(n), strict=True)) for n in kg.entities_of(row)
         ]
         node = item_node(model.catalogue.ids[row])
         H = ego_graph(kg.G, node, radius=radius, max_nodes=max_nodes)
+        pos = ego_layout(H)
         out["graph"] = {
             "center": node,
             "nodes": [
@@ -155,6 +156,8 @@ def item_detail(model: LoadedModel, item_id: Any, *, radius: int, max_nodes: int
                     "label": str(d.get("label", n)),
                     "kind": d.get("kind", "?"),
                     "item_id": _jsonable(d.get("item_id")),
+                    "x": round(float(pos[n][0]), 4),
+                    "y": round(float(pos[n][1]), 4),
                 }
                 for n, d in H.nodes(data=True)
             ],

@@ -73,6 +73,7 @@ BODIES: dict[str, type[BaseModel]] = {
     "/groups": EmptyBody,
     "/encode": EncodeBody,
     "/online_metrics": OnlineMetricsBody,
+    "/dashboard/api/recommend": RecommendBody,  # the dashboard's preview of a list
 }
 
 

@@ -44,11 +44,12 @@
     const cols = q.columns.map((c) => ({
       label: c, num: true, testid: c,
       value: (r) => (c === "epoch" ? String(r[c]) + (r[c] === q.best_epoch ? " (best)" : "")
-        : num(r[c], 4)),
+        : c === "seconds" ? num(r[c], 1) : num(r[c], 4)),
     }));
     const hybrid = Object.keys(q.hybrid || {}).length
       ? el("p", { class: "muted" }, "Collaborative blend: " + Object.entries(q.hybrid)
-        .map(([k, v]) => k + " " + (typeof v === "number" ? num(v, 4) : v)).join(" · "))
+        .map(([k, v]) => k + " " + (Number.isInteger(v) ? count(v) : typeof v === "number" ? num(v, 4) : v))
+        .join(" · "))
       : null;
     return el("div", { class: "panel", "data-testid": "quality" },
       el("p", {}, "Validation of the user tower on " + count(q.n_val_users) +
@@ -128,7 +129,7 @@
 
   Dash.pages.user = async (main, userId) => {
     const [user, knobInfo] = await Promise.all([
-      Dash.get("users/" + encodeURIComponent(userId)), Dash.get("knobs"),
+      Dash.get("users/" + encodeURIComponent(userId), { limit: 20 }), Dash.get("knobs"),
     ]);
     const recs = el("div", { "data-testid": "recommendations" });
     const meta = el("p", { class: "muted", "data-testid": "rec-meta" });
@@ -150,12 +151,14 @@
         (Object.keys(changed).length ? " · knobs " + JSON.stringify(changed) : " · model defaults");
       recs.replaceChildren(el("ol", {}, out.items.map((it) => el("li", { "data-rec": it.item_id },
         itemLink(it.item_id, it.title), " ", el("span", { class: "muted" }, num(it.score, 3)),
-        it.reasons ? el("ul", { class: "reasons" }, it.reasons.map(reason)) : null))));
+        reasons(it.reasons)))));
       recs.dataset.ready = "1";
       recs.dataset.knobs = JSON.stringify(changed);
     }
 
-    const panel = el("div", { class: "panel", "data-testid": "knobs" }, el("h2", {}, "Knobs"));
+    const grid = el("div", { class: "knobs" });
+    const panel = el("div", { class: "panel", "data-testid": "knobs" },
+      el("h2", {}, "Knobs (the list re-ranks as you let go of one)"), grid);
     SHOWN_KNOBS.filter((k) => defaults[k] !== null && defaults[k] !== undefined).forEach((k) => {
       const hi = KNOB_RANGE[k] || Math.max(2, 2 * defaults[k]);
       const input = el("input", { type: "range", min: 0, max: hi, step: "any", value: defaults[k],
@@ -164,7 +167,7 @@
       input.addEventListener("input", () => { shown.textContent = num(input.value, 2); });
       input.addEventListener("change", () => refresh().catch(Dash.showError));
       knobs[k] = input;
-      panel.append(el("label", { class: "knob" }, el("span", {}, k), input, shown));
+      grid.append(el("label", { class: "knob" }, el("span", {}, k), input, shown));
     });
     if (!Object.keys(knobs).length) {
       panel.append(el("p", { class: "muted" }, "This model has no reranker and no graph: no knobs."));
@@ -182,12 +185,13 @@
       el("h1", {}, "User ", el("span", { "data-testid": "user-id" }, String(user.user_id))),
       el("div", { class: "cols" },
         el("div", {},
+          panel,
           el("div", { class: "panel" }, el("h2", {}, "Recommendations and their reasons"),
-            meta, recs),
-          panel),
+            meta, recs)),
         el("div", { class: "panel" },
-          el("h2", {}, "History (" + count(user.n_events) + " events, newest first; stored group " +
-            (user.group === null ? "–" : user.group) + ")"),
+          el("h2", {}, "History: " + count(user.n_events) + " events" +
+            (user.n_events > user.history.length ? ", the " + user.history.length + " newest" : "") +
+            " (stored group " + (user.group === null ? "–" : user.group) + ")"),
           table([
             { label: "item", value: (r) => itemLink(r.item_id, r.title) },
             { label: "when", value: (r) => when(r.timestamp) },
@@ -196,13 +200,26 @@
     );
   };
 
+  // the reason's sentence, its source item a link; the entities it names on hover
   function reason(r) {
-    const via = (r.via || []).map((v) => el("span", { class: "chip" }, v.type + ": " + v.value));
-    const from = r.from_item !== null && r.from_item !== undefined
-      ? el("a", { href: "#/item/" + encodeURIComponent(r.from_item), "data-reason": r.from_item },
-        r.from_title)
-      : el("span", {}, "your query");
-    return el("li", {}, r.source === "query" ? "Matches " : "Because of ", from, " ", via,
-      el("div", { class: "muted" }, r.text));
+    const text = r.text || "";
+    const at = r.from_title ? text.indexOf(r.from_title) : -1;
+    const title = (r.via || []).map((v) => v.type + ": " + v.value).join(", ");
+    if (r.from_item === null || r.from_item === undefined || at < 0) {
+      return el("li", { title }, text);
+    }
+    const link = el("a", { href: "#/item/" + encodeURIComponent(r.from_item),
+      "data-reason": r.from_item }, r.from_title);
+    return el("li", { title }, text.slice(0, at), link, text.slice(at + r.from_title.length));
+  }
+
+  function reasons(list) {
+    if (!list || !list.length) return null;
+    const [first, ...more] = list;
+    return el("ul", { class: "reasons" }, reason(first), more.length
+      ? el("li", { class: "more" }, el("details", {},
+        el("summary", {}, more.length + " more reason" + (more.length > 1 ? "s" : "")),
+        el("ul", {}, more.map(reason))))
+      : null);
   }
 })();

@@ -9,7 +9,7 @@
   // --- one item ----------------------------------------------------------------------------
   Dash.pages.item = async (main, itemId) => {
     const [item, similar] = await Promise.all([
-      Dash.get("items/" + encodeURIComponent(itemId), { radius: 2, max_nodes: 40 }),
+      Dash.get("items/" + encodeURIComponent(itemId), { radius: 2, max_nodes: 36 }),
       Dash.post("similar_items", { item_id: itemId, k: 10 }),
     ]);
     const attrs = Object.entries(item.attributes).map(([k, v]) => ({ k, v }));
@@ -21,25 +21,39 @@
         el("div", {},
           el("div", { class: "panel" }, el("h2", {}, "Details"),
             table([{ label: "field", value: (r) => r.k }, { label: "value", value: (r) => r.v }],
-              attrs, { "data-testid": "details" })),
+              attrs, { "data-testid": "details" }),
+            item.entities.length
+              ? el("p", {}, "Entities: ", item.entities.map((e) =>
+                el("span", { class: "chip" }, e.type + ": " + e.value)))
+              : null),
           el("div", { class: "panel" }, el("h2", {}, "Similar items (the similar_items API)"),
             table([
               { label: "item", value: (r) => itemLink(r.item_id, r.title) },
               { label: "score", num: true, value: (r) => num(r.score, 3) },
             ], similar.items, { "data-testid": "similar" }))),
         el("div", { class: "panel" },
-          el("h2", {}, "Knowledge-graph neighbourhood"),
+          el("h2", {}, "Knowledge-graph neighbourhood (click an item to open it)"),
           item.graph
-            ? el("div", { class: "chart tall", id: "kg-chart", "data-testid": "graph",
+            ? el("div", { class: "chart graph", id: "kg-chart", "data-testid": "graph",
               "data-nodes": item.graph.nodes.length })
-            : el("p", { class: "muted" }, "This model has no knowledge graph."),
-          item.entities.length
-            ? el("p", {}, "Entities: ", item.entities.map((e) =>
-              el("span", { class: "chip" }, e.type + ": " + e.value)))
-            : null)),
+            : el("p", { class: "muted" }, "This model has no knowledge graph."))),
     );
     if (item.graph) drawGraph(main.querySelector("#kg-chart"), item.graph);
   };
+
+  // a box with the layout's own aspect ratio, so that the picture is not stretched
+  function graphBox(node, graph) {
+    const span = (vals) => Math.max(Math.max(...vals) - Math.min(...vals), 1e-6);
+    const rx = span(graph.nodes.map((n) => n.x));
+    const ry = span(graph.nodes.map((n) => n.y));
+    const W = node.clientWidth - 160; // room for the labels right of the nodes
+    const H = node.clientHeight - 70; // room for the legend
+    const w = Math.min(W, (H * rx) / ry);
+    const h = (w * ry) / rx;
+    const left = 40 + (W - w) / 2;
+    const top = 50 + (H - h) / 2;
+    return { left, top, width: w, height: h };
+  }
 
   function drawGraph(node, graph) {
     const kinds = [...new Set(graph.nodes.map((n) => n.kind))];
@@ -47,13 +61,15 @@
       tooltip: { formatter: (p) => (p.dataType === "node" ? p.data.kind + ": " + p.data.name : "") },
       legend: { data: kinds, top: 0 },
       series: [{
-        type: "graph", layout: "force", roam: true, draggable: true,
+        // positions from the server (the same layout as `recbento kg` pictures), in
+        // units of 1/1000: ECharts' graph mis-draws coordinates spanning less than ~1
+        name: "neighbourhood", type: "graph", layout: "none", roam: true, draggable: true,
+        ...graphBox(node, graph),
         categories: kinds.map((k, i) => ({ name: k, itemStyle: { color: PALETTE[i % 10] } })),
-        force: { repulsion: 320, edgeLength: [50, 140], layoutAnimation: false },
         label: { show: true, position: "right", fontSize: 11,
           formatter: (p) => (p.data.name.length > 26 ? p.data.name.slice(0, 25) + "…" : p.data.name) },
         data: graph.nodes.map((n) => ({
-          id: n.id, name: n.label, kind: n.kind, itemId: n.item_id,
+          id: n.id, name: n.label, kind: n.kind, itemId: n.item_id, x: 1000 * n.x, y: -1000 * n.y,
           category: kinds.indexOf(n.kind), symbolSize: n.id === graph.center ? 26 : 12,
         })),
         links: graph.edges.map((e) => ({ source: e.source, target: e.target })),
