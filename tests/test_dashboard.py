@@ -16,6 +16,7 @@ import pytest
 from tests.test_service import reset_bentoml_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +130,10 @@ def test_bad_preview_body_names_the_field(client):
     assert r.status_code == 422 and r.json()["field"] == "knobs.bogus"
     r = client.post("/dashboard/api/recommend", json={"user_id": 10, "k": "ten"})
     assert r.status_code == 422 and r.json()["field"] == "k" and r.json()["value"] == "ten"
+    r = client.post("/dashboard/api/recommend", json={"user_id": 10, "colour": "red"})
+    assert r.status_code == 422 and r.json()["field"] == "colour"
+    r = client.post("/dashboard/api/recommend", content=b"{not json", headers=JSON)
+    assert r.status_code == 400 and r.json()["field"] == "body"
 
 
 def test_every_data_endpoint_needs_the_token_when_one_is_set(client, monkeypatch):
