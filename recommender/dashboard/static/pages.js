@@ -48,7 +48,8 @@
     }));
     const hybrid = Object.keys(q.hybrid || {}).length
       ? el("p", { class: "muted" }, "Collaborative blend: " + Object.entries(q.hybrid)
-        .map(([k, v]) => k + " " + (Number.isInteger(v) ? count(v) : typeof v === "number" ? num(v, 4) : v))
+        .map(([k, v]) => k + " " + (Number.isInteger(v) ? count(v)
+          : typeof v === "number" ? num(v, k === "seconds" ? 1 : 4) : v))
         .join(" · "))
       : null;
     return el("div", { class: "panel", "data-testid": "quality" },
