@@ -26,7 +26,7 @@ import numpy as np
 from knowledge_graph.build import ITEM, USER
 from recommender.errors import InputError, NotFoundError
 
-__all__ = ["graph_stats", "stats_table", "ego_graph", "plot_ego"]
+__all__ = ["graph_stats", "stats_table", "ego_graph", "ego_layout", "plot_ego"]
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,11 @@ def ego_graph(
     return H
 
 
+def ego_layout(H: nx.Graph) -> dict[str, np.ndarray]:
+    """Node -> 2-D position for drawing an :func:`ego_graph` (the same picture every time)."""
+    return nx.spring_layout(H, seed=0, weight=None, k=1.5 / max(np.sqrt(len(H)), 1))
+
+
 def plot_ego(
     G: nx.Graph,
     node: str,
@@ -177,7 +182,7 @@ def plot_ego(
     colors = dict(_COLORS)
     for i, k in enumerate(k for k in kinds if k not in colors):
         colors[k] = _PALETTE[i % len(_PALETTE)]
-    pos = nx.spring_layout(H, seed=0, weight=None, k=1.5 / max(np.sqrt(len(H)), 1))
+    pos = ego_layout(H)
     fig, ax = plt.subplots(figsize=(11, 8), dpi=110)
     widths = [0.5 + min(float(d.get("weight", 1.0)), 8.0) / 3 for *_, d in H.edges(data=True)]
     nx.draw_networkx_edges(H, pos, ax=ax, width=widths, alpha=0.35)

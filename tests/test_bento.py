@@ -36,6 +36,9 @@ def test_bento_carries_code_and_a_container_recipe(bento):
     assert (src / "service.py").is_file()
     assert (src / "recommender" / "serving" / "path.py").is_file()
     assert (src / "knowledge_graph" / "graph.py").is_file()
+    vendor = src / "recommender" / "dashboard" / "static" / "vendor" / "echarts"
+    assert (vendor / "echarts.min.js").is_file() and (vendor / "LICENSE").is_file()
+    assert (vendor.parent.parent / "index.html").is_file()
     assert not (src / "tests").exists() and not (src / "data").exists()
     dockerfile = (root / "env" / "docker" / "Dockerfile").read_text()
     assert "EXPOSE 3000" in dockerfile
@@ -84,6 +87,13 @@ def test_bentoml_serve_of_the_bento_tag_answers(bento, toy_model, tmp_path):
         body = r.json()
         assert body["model"] == toy_model
         assert {1, 4, 5, 7}.isdisjoint(i["item_id"] for i in body["items"])
+        # the dashboard and its assets come from the Bento too
+        url = f"http://127.0.0.1:{port}/dashboard"
+        assert "recbento dashboard" in httpx.get(f"{url}/", timeout=30).text
+        js = httpx.get(f"{url}/static/vendor/echarts/echarts.min.js", timeout=30)
+        assert js.status_code == 200 and len(js.content) > 500_000
+        r = httpx.get(f"{url}/api/overview", timeout=30)
+        assert r.status_code == 200 and r.json()["model"] == toy_model
     finally:
         stop(proc)
 

@@ -79,6 +79,7 @@ BODIES: dict[str, type[BaseModel]] = {
     "/groups": EmptyBody,
     "/encode": EncodeBody,
     "/online_metrics": OnlineMetricsBody,
+    "/dashboard/api/recommend": RecommendBody,  # the dashboard's preview of a list
 }
 
 
@@ -164,7 +165,12 @@ def make_services(
     config = stored_config(target)
     encoder_cfg = EncoderConfig.from_config(config["encoder"]) if config else None
     Encoder = encoder_service(encoder_cfg, name=f"{name}-encoder", settings=settings)
+    from recommender.dashboard.app import dashboard_app
 
+    # the dashboard reads the handlers (and so the model) of the worker's instance
+    dashboard = dashboard_app(lambda: bentoml.get_current_service().handlers)
+
+    @bentoml.asgi_app(dashboard, path="/dashboard")
     @bentoml.service(
         name=name,
         workers=settings.workers,
@@ -173,7 +179,8 @@ def make_services(
         http={"cors": {"enabled": False}},
     )
     class Recommender:
-        """Recommendations, similar items, feedback and groups over HTTP."""
+        """Recommendations, similar items, feedback and groups over HTTP; the operator
+        dashboard at ``/dashboard/``."""
 
         if config is not None:  # so that `bentoml build` packs it
             bundle = bentoml.models.BentoModel(target)

@@ -1,0 +1,3 @@
+"""The operator dashboard at ``/dashboard/`` of the API service (see :mod:`.app`)."""
+
+from __future__ import annotations
