@@ -158,7 +158,9 @@ def weighted_vector(item_vectors: np.ndarray, items: np.ndarray, weights: np.nda
     if len(items) == 0:
         return out
     w = weights if weights.sum() > 0 else np.ones_like(weights)
-    v = np.asarray(w, dtype=item_vectors.dtype) @ item_vectors[items]  # one matrix-vector product
+    # summed in float64 in a fixed order (no BLAS), so the vector is the same in every
+    # process whatever its thread count, without a float64 copy of the rows
+    v = np.einsum("i,ij->j", w, item_vectors[items], dtype=np.float64, casting="safe")
     norm = np.linalg.norm(v)
     return (v / norm).astype(np.float32) if norm > 0 else out
 
