@@ -40,7 +40,15 @@ from recommender.schemas import Tables, validate_tables
 from recommender.services.online import OnlineServing
 from recommender.serving import LoadedModel, Request, load_model
 
-__all__ = ["main", "replay", "split_by_time"]
+__all__ = [
+    "click_through",
+    "demo_tables",
+    "demo_vectors",
+    "main",
+    "pick_users",
+    "replay",
+    "split_by_time",
+]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ARMS = {"no-graph": {"kg_weight": 0.0, "kg_weight_trained": 0.0}, "graph": {}}
@@ -67,7 +75,13 @@ def split_by_time(
     return validate_tables(tables.items, past, tables.users), future, int(past["timestamp"].max())
 
 
-def _vectors(tables: Tables) -> tuple[np.ndarray, Any]:
+def demo_tables() -> Tables:
+    """The bundled demo log (MovieLens small), validated."""
+    d = demo_dir()
+    return load_tables(d / "items.csv", d / "interactions.csv")
+
+
+def demo_vectors(tables: Tables) -> tuple[np.ndarray, Any]:
     """The demo model's item vectors when it is in the model store, else encode now."""
     from recommender.encoder import TextEncoder
 
@@ -86,6 +100,54 @@ def _vectors(tables: Tables) -> tuple[np.ndarray, Any]:
     return encoder.encode(item_texts(tables.items), progress=True), encoder
 
 
+def pick_users(train: Tables, future: dict[Any, set], n: int, seed: int = 0) -> list[Any]:
+    """``n`` users (seeded draw) who have both a past in ``train`` and a future."""
+    known = set(train.interactions["user_id"].tolist())
+    pool = sorted(u for u in future if u in known)
+    rng = np.random.default_rng(seed)
+    return rng.choice(pool, size=min(n, len(pool)), replace=False).tolist()
+
+
+def click_through(
+    online: OnlineServing,
+    store: Any,
+    now: list[float],
+    users: list[Any],
+    future: dict[Any, set],
+    *,
+    rounds: int,
+    k: int,
+    start: float,
+) -> tuple[int, int]:
+    """``rounds`` days of lists for ``users``; a shown item is clicked iff in their future.
+
+    ``now`` is the clock ``online`` reads: round ``r`` runs on day ``r + 1`` after
+    ``start``, one user every ten seconds. Clicks go back as typed feedback citing the
+    answer's ``request_id``. Returns (requests, clicks).
+    """
+    n_requests = n_clicks = 0
+    for r in range(rounds):
+        for j, u in enumerate(tqdm(users, desc=f"round {r + 1}/{rounds}", leave=False)):
+            now[0] = start + 86400 * (r + 1) + 10 * j
+            out = online.recommend([Request(user_id=u, k=k)])[0]
+            n_requests += 1
+            clicks = [
+                {
+                    "user_id": u,
+                    "item_id": i["item_id"],
+                    "timestamp": int(now[0]) + 1 + n,
+                    "type": "click",
+                    "request_id": out["request_id"],
+                }
+                for n, i in enumerate(out["items"])
+                if i["item_id"] in future[u]
+            ]
+            if clicks:
+                record_feedback(online.route(u)[0], store, clicks)
+                n_clicks += len(clicks)
+    return n_requests, n_clicks
+
+
 def replay(
     *,
     users: int = 400,
@@ -99,10 +161,9 @@ def replay(
     from recommender.build import build_bundle
 
     t0 = time.perf_counter()
-    d = demo_dir()
-    tables = load_tables(d / "items.csv", d / "interactions.csv")
+    tables = demo_tables()
     train, future, cut = split_by_time(tables, quantile, per_user=per_user)
-    vectors, encoder = _vectors(tables)
+    vectors, encoder = demo_vectors(tables)
     bundle = build_bundle(train, encoder, item_vectors=vectors, progress=False)
     models: dict[str, LoadedModel] = {}
     for name, overrides in ARMS.items():
@@ -110,10 +171,7 @@ def replay(
         models[model.tag] = model.with_serving(**overrides) if overrides else model
     setup_s = time.perf_counter() - t0
 
-    known = set(train.interactions["user_id"].tolist())
-    pool = sorted(u for u in future if u in known)
-    rng = np.random.default_rng(seed)
-    chosen = rng.choice(pool, size=min(users, len(pool)), replace=False).tolist()
+    chosen = pick_users(train, future, users, seed)
 
     with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "replay.db") as store:
         control = models["replay:no-graph"]
@@ -131,26 +189,9 @@ def replay(
             at=cut,
         )
         t0 = time.perf_counter()
-        n_requests = n_clicks = 0
-        for r in range(rounds):
-            for j, u in enumerate(tqdm(chosen, desc=f"round {r + 1}/{rounds}", leave=False)):
-                now[0] = cut + 86400 * (r + 1) + 10 * j
-                out = online.recommend([Request(user_id=u, k=k)])[0]
-                n_requests += 1
-                clicks = [
-                    {
-                        "user_id": u,
-                        "item_id": i["item_id"],
-                        "timestamp": int(now[0]) + 1 + n,
-                        "type": "click",
-                        "request_id": out["request_id"],
-                    }
-                    for n, i in enumerate(out["items"])
-                    if i["item_id"] in future[u]
-                ]
-                if clicks:
-                    record_feedback(online.route(u)[0], store, clicks)
-                    n_clicks += len(clicks)
+        n_requests, n_clicks = click_through(
+            online, store, now, chosen, future, rounds=rounds, k=k, start=cut
+        )
         replay_s = time.perf_counter() - t0
         online.close()
         table, verdict = experiment_results(store, exp, n_items=len(tables.items))

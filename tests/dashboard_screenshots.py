@@ -2,15 +2,19 @@
 
     python -m tests.dashboard_screenshots --out docs/dashboard
 
-In a private BentoML home: the demo model (copied from ``~/bentoml`` when it is there,
-else built), its trained version (``recbento train``), an experiment between the two
-with a simulated week of traffic replayed through the service's own online machinery
-(:class:`~recommender.services.online.OnlineServing`, simulated clock), then one
-`bentoml serve` and Debian's chromium, the browser tests' setup.
-
-The simulated user looks at the first five items of a list and clicks each with a
-chance of 12 % per genre it shares with the three genres the user watched most: a
-stand-in for taste, the same for both arms (no arm is favoured by construction).
+In a private BentoML home, the demo log (MovieLens small) is split by time as the replay
+benchmark does (:func:`benchmarks.replay.split_by_time`: each user's newest 20 % of
+interactions are their *future*); the demo model is built on the earlier part and saved
+(text-only), then its trained version is saved beside it (:func:`recommender.build.retrain`,
+the library's default time cap). An experiment text-only vs trained then runs for a few
+simulated days (default four, 300 users) through the service's own online machinery
+(:class:`~recommender.services.online.OnlineServing`, simulated clock, the last days
+before now): each day every chosen user asks for ten items and clicks a shown item if and
+only if it is in their future (:func:`benchmarks.replay.click_through`), the same rule for
+both arms, so neither is favoured by construction. Clicked items join the user's history
+and are not shown again, so the daily CTR falls as each user's future is used up. Then
+one `bentoml serve` of the trained version and Debian's chromium, the browser tests'
+setup, photograph each page.
 """
 
 from __future__ import annotations
@@ -20,30 +24,43 @@ import os
 import shutil
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = 86400.0
 
 
-def replay_week(db: str, text_tag: str, trained_tag: str, *, users: int, seed: int = 0) -> None:
-    """A week of lists and clicks for an experiment text-only vs trained, ending now."""
-    import numpy as np
-    from tqdm import tqdm
+def run_experiment(db: str, *, users: int, rounds: int, seed: int = 0) -> None:
+    """Save text-only and trained demo models built on the past; run the experiment."""
+    import bentoml
 
+    from benchmarks.replay import (
+        click_through,
+        demo_tables,
+        demo_vectors,
+        pick_users,
+        split_by_time,
+    )
+    from recommender.build import DEMO_MODEL, build_bundle, retrain
+    from recommender.bundle import save_to_store
     from recommender.experiments import Arm, Experiment, start_experiment
     from recommender.feedback import open_store
-    from recommender.refresh import attach_feedback, record_feedback
+    from recommender.online_metrics import experiment_results
+    from recommender.refresh import attach_feedback
     from recommender.service_core import load
     from recommender.services.online import OnlineServing
-    from recommender.serving import Request
 
+    tables = demo_tables()
+    train, future, _ = split_by_time(tables)
+    vectors, encoder = demo_vectors(tables)
+    vectors = vectors.copy()  # the full-log copy only lends its vectors: off the store
+    for m in bentoml.models.list(DEMO_MODEL):
+        bentoml.models.delete(m.tag)
+    text_tag = save_to_store(build_bundle(train, encoder, item_vectors=vectors), DEMO_MODEL)
+    trained_tag = retrain(text_tag).tag
     models = {t: load(t) for t in (text_tag, trained_tag)}
     trained = models[trained_tag]
-    genres = trained.bundle.items["genres"].astype(str).str.split("|").tolist()
-    rng = np.random.default_rng(seed)
-    start = time.time() - 7 * DAY
+    start = time.time() - (rounds + 1) * DAY
     with open_store(db) as store:
         attach_feedback(trained, store)
         now = [start]
@@ -51,37 +68,21 @@ def replay_week(db: str, text_tag: str, trained_tag: str, *, users: int, seed: i
             trained, store, loader=models.__getitem__, experiment_ttl=1e9, clock=lambda: now[0]
         )
         arms = (Arm("text-only", text_tag, 0.5), Arm("trained", trained_tag, 0.5))
-        start_experiment(store, Experiment("tower-vs-text", arms), at=start)
-        pool = rng.choice(trained.histories.user_ids(), size=users, replace=False).tolist()
-        for day in tqdm(range(7), desc="simulated days"):
-            for j, u in enumerate(pool):
-                now[0] = start + day * DAY + 60 * j
-                top = Counter(
-                    g for i in trained.histories.get(u).items for g in genres[i]
-                ).most_common(3)
-                liked = {g for g, _ in top}
-                out = online.recommend([Request(user_id=u, k=10)])[0]
-                clicks = [
-                    {
-                        "user_id": u,
-                        "item_id": it["item_id"],
-                        "timestamp": int(now[0]) + 5 + n,
-                        "type": "click",
-                        "request_id": out["request_id"],
-                    }
-                    for n, it in enumerate(out["items"][:5])
-                    if rng.random()
-                    < 0.12 * len(liked & set(genres[trained.catalogue.row(it["item_id"])]))
-                ]
-                if clicks:
-                    record_feedback(online.route(u)[0], store, clicks)
+        exp = start_experiment(store, Experiment("tower-vs-text", arms), at=start)
+        chosen = pick_users(train, future, users, seed)
+        click_through(online, store, now, chosen, future, rounds=rounds, k=10, start=start)
         online.close()
+        table, verdict = experiment_results(store, exp, n_items=len(tables.items))
+    cols = ["arm", "impressions", "clicks", "ctr", "ctr_low", "ctr_high", "p_value"]
+    print(table[cols].to_string(index=False))
+    print(verdict["message"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "dashboard")
-    parser.add_argument("--users", type=int, default=120, help="simulated users per day")
+    parser.add_argument("--users", type=int, default=300, help="simulated users per day")
+    parser.add_argument("--rounds", type=int, default=4, help="simulated days")
     parser.add_argument("--user", default="414", help="the user the User page shows")
     parser.add_argument("--item", default="1", help="the item the Item page shows")
     parser.add_argument(
@@ -97,25 +98,16 @@ def main() -> None:
         TRANSFORMERS_OFFLINE="1",
         RECBENTO_TRAIN_DEMO="0",
     )
-    from recommender.build import DEMO_MODEL, build_demo, retrain
+    from recommender.build import DEMO_MODEL
 
     db = str(Path(home) / "feedback.db")
     if args.reuse:
         take(args.out, db, user=args.user, item=args.item)
         return
     existing = Path.home() / "bentoml" / "models" / DEMO_MODEL
-    if existing.is_dir():
+    if existing.is_dir():  # its item vectors spare encoding the catalogue again
         shutil.copytree(existing, Path(home) / "models" / DEMO_MODEL)
-    else:
-        build_demo()
-    import bentoml
-
-    versions = sorted(bentoml.models.list(DEMO_MODEL), key=lambda m: m.info.creation_time)
-    text_tag = next(
-        str(m.tag) for m in versions if "tower" not in (m.info.metadata.get("components") or [])
-    )
-    trained_tag = retrain(text_tag).tag
-    replay_week(db, text_tag, trained_tag, users=args.users)
+    run_experiment(db, users=args.users, rounds=args.rounds)
     take(args.out, db, user=args.user, item=args.item)
     print(f"screenshots in {args.out}; BentoML home {home} (delete it when done)")
 
