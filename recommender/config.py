@@ -258,7 +258,8 @@ class ModelConfig:
     ``rerank`` holds the reranker's weights; ``rerank_enabled`` turns it off for the
     model. ``event_weights`` says how much each feedback event type counts. ``graph``
     and ``train`` are the configs of the graph and the tower (their own classes
-    validate them when those parts are built).
+    validate them when those parts are built). ``tuned`` records how a trained model's
+    serving defaults were chosen on validation (:mod:`recommender.tune_serving`).
     """
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -268,6 +269,7 @@ class ModelConfig:
     rerank_enabled: bool = True
     graph: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
+    tuned: dict[str, Any] = field(default_factory=dict)
     item_text_columns: list[str] = field(default_factory=list)
     feedback_seq: int = 0
     format_version: int | None = None
