@@ -106,8 +106,12 @@ def tune_serving(
     item_vectors: np.ndarray,
     *,
     grid: TuneGrid | None = None,
+    fit_groups: bool = False,
 ) -> dict[str, Any]:
     """Choose ``kg_weight_trained``, ``hotness`` and ``freshness`` on validation.
+
+    ``fit_groups`` fits user groups for the validation bundle too: only needed when the
+    reranker weighs group popularity (the slowest part of a build otherwise).
 
     Returns
     -------
@@ -141,6 +145,7 @@ def tune_serving(
         encoder,
         item_vectors=item_vectors,
         progress=False,
+        fit_groups=fit_groups,
     )
     bundle.components["tower"] = tower
     model = load_model(bundle)
@@ -220,7 +225,10 @@ def tune_and_apply(
     """
     tower = bundle.components["tower"]
     tables = Tables(bundle.items, bundle.interactions, bundle.users)
-    tuned = tune_serving(tables, tower, encoder, bundle.item_vectors, grid=grid)
+    from recommender.config import ModelConfig
+
+    groups = ModelConfig.from_config(bundle.config).rerank.group_popularity > 0
+    tuned = tune_serving(tables, tower, encoder, bundle.item_vectors, grid=grid, fit_groups=groups)
     apply_tuning(bundle, tuned)
     tower.validation_cooc_ = None
     return tuned
