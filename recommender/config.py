@@ -144,7 +144,9 @@ class ServingConfig:
         is consumed together, so the graph adds less. Both were tuned on a validation
         split of MovieLens-small (``benchmarks/tune_defaults.py``): text-only NDCG@10
         0.0203 / 0.0305 / 0.0325 at weight 0 / 0.5 / 1; trained (with the reranker)
-        0.0784 / 0.0776 / 0.0658 at 0 / 0.1 / 0.5.
+        0.0784 / 0.0776 / 0.0658 at 0 / 0.1 / 0.5. A trained build chooses its own
+        ``kg_weight_trained`` (and the reranker's ``hotness`` and ``freshness``) on its
+        validation cases (:mod:`recommender.tune_serving`); 0.1 is where it starts.
     max_reasons : int
         Reasons per item when a request asks for explanations.
     index : {"auto", "exact", "ann"}
