@@ -76,6 +76,7 @@ def validation_split(interactions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataF
     """
     from recommender.feedback_rows import weigh_events
 
+    interactions = interactions.reset_index(drop=True)  # row labels name rows once
     history, _ = weigh_events(interactions)
     df = history.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
     size = df.groupby("user_id", sort=False)["item_id"].transform("size")
