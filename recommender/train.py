@@ -1,10 +1,12 @@
 """Training the sequential recommender on interactions, on top of the BERT item vectors.
 
 :class:`SequenceRecommender` is the estimator the CLI's ``recbento train`` fits: a
-:class:`~recommender.tower.UserTower` trained with a full softmax over the catalogue on
+:class:`~recommender.tower.UserTower` trained with a softmax over the catalogue (full or sampled) on
 next-item prediction from every prefix of every user's history, early-stopped on the
 NDCG@10 of each user's last training item (the validation case; the real test item is
-never seen). It is saved as ``user_tower.safetensors`` + ``tower_config.json``.
+never seen). The collaborative half and its weight are then chosen on the same
+validation cases (:mod:`recommender.hybrid`). It is saved as
+``user_tower.safetensors`` + ``tower_config.json`` (:mod:`recommender.tower_store`).
 
 Serving is two matrix products: ``item_embeddings(item_vectors)`` once at load time,
 ``user_embeddings(histories)`` per request batch, then ``users @ items.T``.
