@@ -140,6 +140,7 @@ def run(
             log.info("%-32s cold HR@%d %.4f", name, K, hr)
     for name, row in reuse.items():
         results[name] = {**row, "info": {**(row.get("info") or {}), "reused": True}}
+    results = {n: results[n] for n in [*VARIANTS, *results] if n in results}  # table order
     return {
         "protocol": (
             "leave-last-out (timestamp; a user's equal timestamps in a seeded shuffle); "
