@@ -177,3 +177,28 @@ def test_trained_build_chooses_its_serving_defaults_on_validation(trained, tmp_p
     assert rec.config.tuned == tuned
     got = rec.recommend(user_id=10, k=2, knobs={"hotness": 0.3, "kg_weight": 0.0}).items
     assert len(got) == 2
+
+
+def test_the_graph_does_not_pick_the_new_item_slot(trained):
+    """The slot goes to the new item the model scores best before the graph's boost, even
+    where the graph ranks another new item above it."""
+    rec = load_model(trained)
+    every = rec.with_serving(new_item_slots=0)
+
+    def ranked(kg: float) -> list[int]:
+        got = every.recommend(user_id=10, k=8, rerank=False, knobs={"kg_weight": kg}).items
+        return [i.item_id for i in got]
+
+    plain, boosted = ranked(0.0), ranked(5.0)
+    # two items below the graph's first whose order the graph swaps
+    a, b = next(
+        (a, b)
+        for a in boosted[1:]
+        for b in boosted[1:]
+        if plain.index(a) < plain.index(b) and boosted.index(b) < boosted.index(a)
+    )
+    only = np.zeros(rec.n_items, dtype=bool)
+    only[[rec.catalogue.row(a), rec.catalogue.row(b)]] = True
+    pretend = dataclasses.replace(rec, new_items=only)  # a and b are the new items
+    got = pretend.recommend(user_id=10, k=2, rerank=False, knobs={"kg_weight": 5.0}).items
+    assert [i.item_id for i in got] == [boosted[0], a]
