@@ -117,6 +117,14 @@ class TrainConfig:
                 field="softmax",
                 value=self.softmax,
             )
+        for name in ("cooc_lambdas", "cooc_decays", "cooc_weights"):
+            grid = getattr(self, name)
+            if not grid or any(not isinstance(v, (int, float)) or v < 0 for v in grid):
+                raise InputError(
+                    f"train config: {name}={grid!r}; expected a non-empty list of numbers >= 0",
+                    field=name,
+                    value=grid,
+                )
 
     def get_config(self) -> dict[str, Any]:
         """Plain dict of every field (JSON-safe)."""

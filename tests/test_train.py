@@ -227,6 +227,8 @@ def test_auto_softmax_samples_above_the_catalogue_threshold() -> None:
     )
     with pytest.raises(InputError, match="softmax='soft'"):
         TrainConfig(softmax="soft")
+    with pytest.raises(InputError, match=r"cooc_decays=\[\]; expected a non-empty list"):
+        TrainConfig(cooc_decays=[])
 
 
 def test_cooccurrence_keeps_the_most_popular_items() -> None:
