@@ -37,7 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from recommender.eval import ndcg_at_k
-from recommender.train import _left_pad, _windows
+from recommender.sequences import left_pad, windows
 
 __all__ = ["SeqConfig", "SASRec", "GRU4Rec", "SequentialBaseline", "SEQ_BASELINES"]
 
@@ -137,7 +137,7 @@ class SequentialBaseline:
         val_hist = [s[:-1] for s in seqs]
         val_target = np.array([s[-1] for s in seqs], dtype=np.int64)
         # as in SASRec: each user's latest max_len + 1 training items, one window per user
-        train = _windows([s[:-1][-(cfg.max_len + 1) :] for s in seqs], cfg.max_len)
+        train = windows([s[:-1][-(cfg.max_len + 1) :] for s in seqs], cfg.max_len)
         best: dict[str, Any] = {"ndcg": -1.0}
         self.search_: list[dict[str, Any]] = []
         t0 = time.perf_counter()
@@ -190,8 +190,8 @@ class SequentialBaseline:
             for start in range(0, len(order), cfg.batch_size):
                 batch = [windows[i] for i in order[start : start + cfg.batch_size]]
                 length = max(len(w) for w in batch) - 1
-                inp = torch.from_numpy(_left_pad([w[:-1] for w in batch], length) + 1)
-                tgt = torch.from_numpy(_left_pad([w[1:] for w in batch], length))
+                inp = torch.from_numpy(left_pad([w[:-1] for w in batch], length) + 1)
+                tgt = torch.from_numpy(left_pad([w[1:] for w in batch], length))
                 valid = tgt >= 0
                 logits = net(inp)[valid] @ net.items().T
                 loss = nn.functional.cross_entropy(logits, tgt[valid])
@@ -222,7 +222,7 @@ class SequentialBaseline:
         out = []
         for start in range(0, len(histories), 256):
             rows = histories[start : start + 256]
-            seq = torch.from_numpy(_left_pad(rows, self.cfg.max_len) + 1)
+            seq = torch.from_numpy(left_pad(rows, self.cfg.max_len) + 1)
             out.append(net(seq)[:, -1] @ net.items().T)
         return torch.cat(out)
 

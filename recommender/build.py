@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.bundle import Bundle, library_versions, save_to_store
-from recommender.config import ServingConfig
+from recommender.config import ModelConfig, ServingConfig
 from recommender.data import attribute_columns, demo_dir, item_texts, load_tables
 from recommender.encoder import TextEncoder
 from recommender.encoder_store import save_encoder
@@ -37,6 +37,7 @@ __all__ = [
     "retrain",
     "training_summary",
     "train_tower",
+    "tune_trained",
     "DEMO_MODEL",
 ]
 
@@ -148,7 +149,7 @@ def build_bundle(
         "versions": library_versions(),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    return Bundle(
+    bundle = Bundle(
         config=config,
         items=tables.items,
         item_vectors=vectors,
@@ -158,6 +159,19 @@ def build_bundle(
         user_vectors=user_vecs,
         components=components,
     )
+    if train:
+        t0 = time.perf_counter()
+        tune_trained(bundle, encoder)
+        timings["tune"] = time.perf_counter() - t0
+    return bundle
+
+
+def tune_trained(bundle: Bundle, encoder: TextEncoder) -> dict[str, Any]:
+    """Choose the trained model's serving defaults on validation and write them into
+    ``bundle.config`` (:mod:`recommender.tune_serving`)."""
+    from recommender.tune_serving import tune_and_apply
+
+    return tune_and_apply(bundle, encoder)
 
 
 def user_vectors(
@@ -311,6 +325,12 @@ def retrain(model: str, *, name: str | None = None, progress: bool = True) -> Bu
     t0 = time.perf_counter()
     bundle.components["tower"] = train_tower(tables, bundle.item_vectors, progress=progress)
     timings["train"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    from recommender.serving.model import load_encoder
+
+    encoder = load_encoder(ModelConfig.from_config(bundle.config).encoder)
+    tune_trained(bundle, encoder)
+    timings["tune"] = time.perf_counter() - t0
     bundle.config["trained_from"] = tag
     t0 = time.perf_counter()
     new_tag = save_to_store(bundle, name or tag.split(":")[0])

@@ -140,7 +140,9 @@ class ServingConfig:
         is consumed together, so the graph adds less. Both were tuned on a validation
         split of MovieLens-small (``benchmarks/tune_defaults.py``): text-only NDCG@10
         0.0203 / 0.0305 / 0.0325 at weight 0 / 0.5 / 1; trained (with the reranker)
-        0.0784 / 0.0776 / 0.0658 at 0 / 0.1 / 0.5.
+        0.0784 / 0.0776 / 0.0658 at 0 / 0.1 / 0.5. A trained build chooses its own
+        ``kg_weight_trained`` (and the reranker's ``hotness`` and ``freshness``) on its
+        validation cases (:mod:`recommender.tune_serving`); 0.1 is where it starts.
     max_reasons : int
         Reasons per item when a request asks for explanations.
     index : {"auto", "exact", "ann"}
@@ -246,7 +248,8 @@ class ModelConfig:
     ``rerank`` holds the reranker's weights; ``rerank_enabled`` turns it off for the
     model. ``event_weights`` says how much each feedback event type counts. ``graph``
     and ``train`` are the configs of the graph and the tower (their own classes
-    validate them when those parts are built).
+    validate them when those parts are built). ``tuned`` records how a trained model's
+    serving defaults were chosen on validation (:mod:`recommender.tune_serving`).
     """
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -256,6 +259,7 @@ class ModelConfig:
     rerank_enabled: bool = True
     graph: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
+    tuned: dict[str, Any] = field(default_factory=dict)
     item_text_columns: list[str] = field(default_factory=list)
     feedback_seq: int = 0
     format_version: int | None = None

@@ -38,6 +38,7 @@ __all__ = [
     "hit_positions",
     "evaluate_rankings",
     "topk_from_scores",
+    "val_metrics",
 ]
 
 log = logging.getLogger(__name__)
@@ -251,6 +252,18 @@ def coverage_at_k(topk_item_idx: np.ndarray, n_items: int, k: int | None = None)
         raise InputError(f"n_items={n_items!r}: expected > 0", field="n_items", value=n_items)
     valid = topk[topk >= 0]
     return float(len(np.unique(valid)) / n_items)
+
+
+def val_metrics(topk_item_idx: np.ndarray, target: np.ndarray, k: int) -> dict[str, float]:
+    """HR@k and NDCG@k of validation cases, named ``val_hr@k`` and ``val_ndcg@k``.
+
+    >>> val_metrics(np.array([[3, 1]]), np.array([1]), 2)["val_hr@2"]
+    1.0
+    """
+    return {
+        f"val_hr@{k}": hit_rate_at_k(topk_item_idx, target, k),
+        f"val_ndcg@{k}": ndcg_at_k(topk_item_idx, target, k),
+    }
 
 
 def evaluate_rankings(

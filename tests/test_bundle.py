@@ -158,3 +158,47 @@ def test_trained_lists_keep_a_slot_for_items_new_to_the_tower(trained, items, in
     got = [i.item_id for i in rec.recommend(user_id=10, k=3, rerank=False).items]
     assert got == full[:2] + [full[-1]]
     assert [i.item_id for i in plain.recommend(user_id=10, k=3, rerank=False).items] == full[:3]
+
+
+def test_trained_build_chooses_its_serving_defaults_on_validation(trained, tmp_path):
+    """The graph weight, hotness and freshness a trained build serves with are the ones
+    its validation cases scored best, recorded in config.json; requests may still set them."""
+    tuned = trained.config["tuned"]
+    assert tuned["n_users"] == 1  # user 30 is the only one with 3+ interactions
+    chosen = tuned["chosen"]
+    assert set(chosen) == {"kg_weight_trained", "hotness", "freshness"}
+    assert len(tuned["grid"]) == 15
+    assert tuned["val_ndcg@10"] == max([tuned["baseline_val_ndcg@10"], *tuned["grid"].values()])
+    trained.save(tmp_path)
+    rec = load_model(Bundle.load(tmp_path))
+    assert rec.serving.kg_weight_trained == chosen["kg_weight_trained"]
+    assert rec.reranker.config.hotness == chosen["hotness"]
+    assert rec.reranker.config.freshness == chosen["freshness"]
+    assert rec.config.tuned == tuned
+    got = rec.recommend(user_id=10, k=2, knobs={"hotness": 0.3, "kg_weight": 0.0}).items
+    assert len(got) == 2
+
+
+def test_the_graph_does_not_pick_the_new_item_slot(trained):
+    """The slot goes to the new item the model scores best before the graph's boost, even
+    where the graph ranks another new item above it."""
+    rec = load_model(trained)
+    every = rec.with_serving(new_item_slots=0)
+
+    def ranked(kg: float) -> list[int]:
+        got = every.recommend(user_id=10, k=8, rerank=False, knobs={"kg_weight": kg}).items
+        return [i.item_id for i in got]
+
+    plain, boosted = ranked(0.0), ranked(5.0)
+    # two items below the graph's first whose order the graph swaps
+    a, b = next(
+        (a, b)
+        for a in boosted[1:]
+        for b in boosted[1:]
+        if plain.index(a) < plain.index(b) and boosted.index(b) < boosted.index(a)
+    )
+    only = np.zeros(rec.n_items, dtype=bool)
+    only[[rec.catalogue.row(a), rec.catalogue.row(b)]] = True
+    pretend = dataclasses.replace(rec, new_items=only)  # a and b are the new items
+    got = pretend.recommend(user_id=10, k=2, rerank=False, knobs={"kg_weight": 5.0}).items
+    assert [i.item_id for i in got] == [boosted[0], a]

@@ -34,6 +34,7 @@ CONFIG = TrainConfig(
     batch_size=16,
     max_epochs=40,
     patience=40,
+    max_seconds=3600.0,  # a busy machine must not turn "max_epochs" into "time_cap"
     random_state=0,
     softmax="full",
     max_train_len=None,
@@ -157,6 +158,20 @@ def test_hybrid_save_load_identical_scores(tmp_path) -> None:
     np.testing.assert_array_equal(loaded.scores(histories, _vectors()), mixed)
 
 
+def test_hybrid_settings_are_the_best_of_the_validation_grid(tmp_path) -> None:
+    """EASE's weight, the decay (1.0 = order ignored) and the mix are searched together."""
+    grids = {"cooc_lambdas": [1.0, 10.0], "cooc_decays": [0.5, 1.0], "cooc_weights": [0.0, 2.0]}
+    cfg = TrainConfig.from_config({**CONFIG.get_config(), "max_epochs": 2, **grids})
+    model = SequenceRecommender(cfg).fit(_cycle_sequences(), _vectors(), progress=False)
+    hybrid = model.summary_["hybrid"]
+    assert len(hybrid["grid"]) == 8
+    assert hybrid["val_ndcg@10"] == max(hybrid["grid"].values())
+    chosen = f"lam={hybrid['lam']:g},decay={hybrid['decay']:g},weight={hybrid['weight']:g}"
+    assert hybrid["grid"][chosen] == hybrid["val_ndcg@10"]
+    loaded = SequenceRecommender.load(model.save(tmp_path))
+    assert loaded.cooc_.lam == hybrid["lam"] and loaded.cooc_decay_ == hybrid["decay"]
+
+
 def test_time_cap_is_reported_and_saved(tmp_path) -> None:
     cfg = TrainConfig(**{**CONFIG.get_config(), "max_epochs": 5, "max_seconds": 0.0})
     model = SequenceRecommender(cfg).fit(_cycle_sequences(), _vectors(), progress=False)
@@ -212,6 +227,8 @@ def test_auto_softmax_samples_above_the_catalogue_threshold() -> None:
     )
     with pytest.raises(InputError, match="softmax='soft'"):
         TrainConfig(softmax="soft")
+    with pytest.raises(InputError, match=r"cooc_decays=\[\]; expected a non-empty list"):
+        TrainConfig(cooc_decays=[])
 
 
 def test_cooccurrence_keeps_the_most_popular_items() -> None:

@@ -134,7 +134,7 @@ class UserState:
 class Candidates:
     """Stage 3's output for one request: the pool the reranker picks from.
 
-    ``relevance`` is the full row (graph blend included) that later stages read for
+    ``relevance`` is the full row before the graph blend, that later stages read for
     items outside the pool (the new-item slot); ``knobs`` what the request runs with;
     ``trained`` whether the trained tower scored it.
     """

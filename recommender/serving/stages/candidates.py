@@ -41,7 +41,11 @@ def candidates(
         n = max(req.k, model.serving.n_candidates) if knobs.rerank is not None else req.k
         idx, sc = top_k(row, n, exclude=[st.seen], allowed=st.allowed)
         keep = idx[0] >= 0
-        out.append(Candidates(idx[0][keep], sc[0][keep], row, knobs, trained[i]))
+        # the new-item slot ranks new items by relevance before the graph blend: the
+        # graph's boost (up to kg_weight x the head's spread) is larger than the
+        # differences between new items' text scores, and reordered them by graph
+        # proximity, which found fewer of the new items users went on to pick
+        out.append(Candidates(idx[0][keep], sc[0][keep], rel[i], knobs, trained[i]))
     return out
 
 
