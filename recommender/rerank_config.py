@@ -46,13 +46,14 @@ class RerankConfig:
         personal scorer (EASE) it cost accuracy and coverage on MovieLens-small; it is meant
         for users with short histories, whose personal relevance is weak (try 0.1-0.3).
     hotness : float, default 0.0
-        Weight of global popularity with time decay. 0 by default: on MovieLens-small the
-        reference time is 2018 while most test interactions are years older, so recent
-        popularity did not help; raise it for live catalogues.
+        Weight of global popularity with time decay. A trained build chooses it on its
+        own validation cases (``recommender.tune_serving``; on the demo it chose 0: the
+        log ends in 2018 and most test interactions are years older) and records the
+        choice in ``config.json``; raise it for live catalogues.
     hotness_half_life_days : float, default 30.0
         Half-life of an interaction's contribution to hotness.
     freshness : float, default 0.0
-        Weight of item freshness (0 by default for the same reason as ``hotness``).
+        Weight of item freshness; chosen on validation by a trained build like ``hotness``.
     freshness_half_life_days : float, default 365.0
         Age at which an item's freshness halves.
     diversity : float, default 0.3
