@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.bundle import Bundle, library_versions, save_to_store
-from recommender.config import ModelConfig, ServingConfig
+from recommender.config import EncoderConfig, ModelConfig, ServingConfig
 from recommender.data import attribute_columns, demo_dir, item_texts, load_tables
 from recommender.encoder import TextEncoder
 from recommender.encoder_store import save_encoder
@@ -74,7 +74,7 @@ def training_summary(bundle: Bundle) -> dict[str, Any]:
 
 def build_bundle(
     tables: Tables,
-    encoder: TextEncoder,
+    encoder: TextEncoder | EncoderConfig,
     *,
     item_vectors: np.ndarray | None = None,
     serving: ServingConfig | None = None,
@@ -91,7 +91,8 @@ def build_bundle(
     """Encode the catalogue and the users of ``tables`` into a :class:`Bundle`.
 
     ``item_vectors``, when given, are ``encoder``'s vectors of the items' texts computed
-    earlier (the benchmarks reuse one encoding across splits); encoding is skipped.
+    earlier (the benchmarks reuse one encoding across splits); encoding is skipped, and
+    the encoder's settings (an :class:`~recommender.config.EncoderConfig`) are enough.
     """
     timings = timings if timings is not None else {}
     serving = serving or ServingConfig()
@@ -166,7 +167,7 @@ def build_bundle(
     return bundle
 
 
-def tune_trained(bundle: Bundle, encoder: TextEncoder) -> dict[str, Any]:
+def tune_trained(bundle: Bundle, encoder: TextEncoder | EncoderConfig) -> dict[str, Any]:
     """Choose the trained model's serving defaults on validation and write them into
     ``bundle.config`` (:mod:`recommender.tune_serving`)."""
     from recommender.tune_serving import tune_and_apply
@@ -326,10 +327,8 @@ def retrain(model: str, *, name: str | None = None, progress: bool = True) -> Bu
     bundle.components["tower"] = train_tower(tables, bundle.item_vectors, progress=progress)
     timings["train"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    from recommender.serving.model import load_encoder
-
-    encoder = load_encoder(ModelConfig.from_config(bundle.config).encoder)
-    tune_trained(bundle, encoder)
+    # the items are encoded already: the validation bundle needs the encoder's settings only
+    tune_trained(bundle, ModelConfig.from_config(bundle.config).encoder)
     timings["tune"] = time.perf_counter() - t0
     bundle.config["trained_from"] = tag
     t0 = time.perf_counter()

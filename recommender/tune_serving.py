@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from recommender.bundle import Bundle
+    from recommender.config import EncoderConfig
     from recommender.encoder import TextEncoder
     from recommender.train import SequenceRecommender
 
@@ -103,7 +104,7 @@ def _validation_hybrid(tower: SequenceRecommender) -> Iterator[None]:
 def tune_serving(
     tables: Tables,
     tower: SequenceRecommender,
-    encoder: TextEncoder,
+    encoder: TextEncoder | EncoderConfig,
     item_vectors: np.ndarray,
     *,
     grid: TuneGrid | None = None,
@@ -215,7 +216,7 @@ def apply_tuning(bundle: Bundle, tuned: dict[str, Any]) -> Bundle:
 
 def tune_and_apply(
     bundle: Bundle,
-    encoder: TextEncoder,
+    encoder: TextEncoder | EncoderConfig,
     *,
     grid: TuneGrid | None = None,
 ) -> dict[str, Any]:
