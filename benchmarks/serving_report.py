@@ -9,11 +9,13 @@ from typing import Any
 
 
 def _md(rows: list[dict], cols: list[str]) -> str:
-    def fmt(v: Any) -> str:
-        return f"{v:,.1f}" if isinstance(v, float) else str(v)
+    def fmt(v: Any, col: str) -> str:
+        if not isinstance(v, float):
+            return str(v)
+        return f"{v:.2f}" if col.endswith("ratio") else f"{v:,.1f}"
 
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    out += ["| " + " | ".join(fmt(r.get(c, ""), c) for c in cols) + " |" for r in rows]
     return "\n".join(out)
 
 
