@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from recommender.errors import InputError
+from recommender.validate import from_mapping
 
 __all__ = ["GraphConfig", "entity_type_name"]
 
@@ -116,16 +117,7 @@ class GraphConfig:
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> GraphConfig:
         """Rebuild from :meth:`get_config`; unknown keys are an :class:`InputError`."""
-        config = dict(config or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise InputError(
-                f"graph config: unknown key(s) {unknown}; expected some of {sorted(known)}",
-                field="graph",
-                value=unknown,
-            )
-        return cls(**config)
+        return from_mapping(cls, config, "graph")
 
     def type_of(self, column: str) -> str:
         """Entity type of a column (``genres`` -> ``genre`` unless overridden)."""

@@ -19,11 +19,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Literal, get_args
 
 from recommender.errors import InputError
-from recommender.rerank import RERANK_KNOBS, RerankConfig
-from recommender.validate import check_fields
+from recommender.rerank_config import RERANK_KNOBS, RerankConfig
+from recommender.validate import check_fields, from_mapping
 
 __all__ = [
     "DEFAULT_ENCODER",
@@ -43,32 +43,12 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 #: Every per-request knob: the reranker's weights and the graph's ``kg_weight``.
 KNOBS: tuple[str, ...] = ("kg_weight", *RERANK_KNOBS)
 
-T = TypeVar("T")
-
 #: What a feedback event may say happened. An event without a type is a ``view``.
 EventType = Literal[
     "impression", "click", "view", "like", "dislike", "add_to_cart", "purchase", "rating"
 ]
 #: The same, as a tuple for membership tests and messages.
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
-
-
-def from_mapping(cls: type[T], config: Mapping[str, Any] | None, section: str) -> T:
-    """``cls(**config)``, rejecting keys that are not fields of ``cls``.
-
-    >>> from_mapping(EncoderConfig, {"name": "bert-base-uncased"}, "encoder").name
-    'bert-base-uncased'
-    """
-    config = dict(config or {})
-    known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    unknown = sorted(set(config) - set(known))
-    if unknown:
-        raise InputError(
-            f"{section}: unknown key(s) {unknown}; expected some of {known}",
-            field=f"{section}.{unknown[0]}",
-            value=unknown[0],
-        )
-    return cls(**config)
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,11 @@ recommender.errors.InputError: train config: softmax='dense'; expected 'auto', '
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from recommender.errors import InputError
+from recommender.validate import from_mapping
 
 __all__ = ["TrainConfig"]
 
@@ -133,13 +134,5 @@ class TrainConfig:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> TrainConfig:
         """Rebuild from :meth:`get_config`; unknown keys are an :class:`InputError`."""
-        known = {f.name for f in fields(cls)}
-        config = {k: v for k, v in config.items() if k not in _RETIRED}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise InputError(
-                f"train config: unknown key(s) {unknown}; expected some of {sorted(known)}",
-                field="config",
-                value=unknown,
-            )
-        return cls(**config)
+        kept = {k: v for k, v in config.items() if k not in _RETIRED}
+        return from_mapping(cls, kept, "train")

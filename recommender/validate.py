@@ -24,11 +24,13 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from recommender.errors import InputError
 
-__all__ = ["check_fields", "check_range", "describe_range"]
+__all__ = ["check_fields", "check_range", "describe_range", "from_mapping"]
+
+T = TypeVar("T")
 
 
 def describe_range(
@@ -120,3 +122,22 @@ def check_fields(
     for f in dataclasses.fields(obj):
         value = check_range(getattr(obj, f.name), field=label(f.name), **ranges[f.name])
         object.__setattr__(obj, f.name, value)
+
+
+def from_mapping(cls: type[T], config: Mapping[str, Any] | None, section: str) -> T:
+    """``cls(**config)``, rejecting keys that are not fields of ``cls``.
+
+    >>> from recommender.config import EncoderConfig
+    >>> from_mapping(EncoderConfig, {"name": "bert-base-uncased"}, "encoder").name
+    'bert-base-uncased'
+    """
+    config = dict(config or {})
+    known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(config) - set(known))
+    if unknown:
+        raise InputError(
+            f"{section}: unknown key(s) {unknown}; expected some of {known}",
+            field=f"{section}.{unknown[0]}",
+            value=unknown[0],
+        )
+    return cls(**config)
