@@ -10,7 +10,7 @@ import pandas as pd
 
 from recommender.errors import InputError
 
-__all__ = ["sequences_from_interactions", "left_pad", "windows"]
+__all__ = ["sequences_from_interactions", "hold_out_last", "left_pad", "windows"]
 
 
 def sequences_from_interactions(
@@ -84,3 +84,19 @@ def windows(sequences: Sequence[np.ndarray], max_len: int) -> list[np.ndarray]:
             if start == 0:
                 break
     return out
+
+
+def hold_out_last(
+    sequences: Sequence[np.ndarray],
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Training sequences, validation histories and targets: each sequence of 3+ items
+    gives its last item to validation (shorter ones are kept whole for training).
+
+    >>> train, hist, target = hold_out_last([np.array([1, 2, 3]), np.array([4, 5])])
+    >>> [t.tolist() for t in train], [h.tolist() for h in hist], target.tolist()
+    ([[1, 2], [4, 5]], [[1, 2]], [3])
+    """
+    val_hist = [s[:-1] for s in sequences if len(s) >= 3]
+    val_target = np.array([s[-1] for s in sequences if len(s) >= 3], dtype=np.int64)
+    train = [s[:-1] if len(s) >= 3 else s for s in sequences]
+    return train, val_hist, val_target

@@ -37,7 +37,12 @@ from tqdm.auto import tqdm
 from recommender.errors import BundleError, InputError
 from recommender.eval import val_metrics
 from recommender.hybrid import fit_hybrid, mix
-from recommender.sequences import left_pad, sequences_from_interactions, windows
+from recommender.sequences import (
+    hold_out_last,
+    left_pad,
+    sequences_from_interactions,
+    windows,
+)
 from recommender.tower import UserTower
 from recommender.tower_store import (
     TOWER_CONFIG,
@@ -47,7 +52,7 @@ from recommender.tower_store import (
     save_recommender,
 )
 from recommender.train_config import TrainConfig
-from recommender.train_losses import full_loss, sampled_loss
+from recommender.train_losses import train_epoch
 
 __all__ = [
     "TrainConfig",
@@ -149,11 +154,9 @@ class SequenceRecommender:
         device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
         if validate:
-            val_hist = [s[:-1] for s in seqs if len(s) >= 3]
-            val_target = np.array([s[-1] for s in seqs if len(s) >= 3], dtype=np.int64)
-            train_seqs = [s[:-1] if len(s) >= 3 else s for s in seqs]
+            train_seqs, val_hist, val_target = hold_out_last(seqs)
         else:
-            val_hist, val_target, train_seqs = [], np.empty(0, np.int64), seqs
+            train_seqs, val_hist, val_target = seqs, [], np.empty(0, np.int64)
         recent = train_seqs
         if cfg.max_train_len is not None:
             recent = [s[-(cfg.max_train_len + 1) :] for s in train_seqs]
@@ -205,22 +208,8 @@ class SequenceRecommender:
             te = time.perf_counter()
             net.train()
             order = rng.permutation(len(wins))
-            total, count = 0.0, 0
-            for start in range(0, len(order), cfg.batch_size):
-                batch = [wins[i] for i in order[start : start + cfg.batch_size]]
-                length = max(len(w) for w in batch) - 1
-                inp = torch.from_numpy(left_pad([w[:-1] for w in batch], length)).to(device)
-                tgt = torch.from_numpy(left_pad([w[1:] for w in batch], length)).to(device)
-                if sampled:
-                    loss, valid = sampled_loss(net, vec_t, inp, tgt, warm_t, cfg, gen)
-                else:
-                    loss, valid = full_loss(net, vec_t, inp, tgt, cfg)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * int(valid.sum())
-                count += int(valid.sum())
-            record = {"epoch": epoch + 1, "loss": total / max(count, 1)}
+            loss = train_epoch(net, opt, wins, order, vec_t, cfg, warm_t if sampled else None, gen)
+            record = {"epoch": epoch + 1, "loss": loss}
             if len(val_target):
                 self.net_ = net
                 top, val_loss = self._topk(val_hist, vec_t, cfg.val_k, target=val_target)

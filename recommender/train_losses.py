@@ -6,12 +6,14 @@ positions that hold one (windows are left-padded with -1).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from recommender.sequences import left_pad
 from recommender.tower import UserTower
 from recommender.train_config import TrainConfig
 
-__all__ = ["full_loss", "sampled_loss"]
+__all__ = ["full_loss", "sampled_loss", "train_epoch"]
 
 
 def full_loss(
@@ -61,3 +63,35 @@ def sampled_loss(
     logits = torch.cat([pos, neg], dim=1)
     target = torch.zeros(len(logits), dtype=torch.long, device=logits.device)
     return torch.nn.functional.cross_entropy(logits, target), valid
+
+
+def train_epoch(
+    net: UserTower,
+    opt: torch.optim.Optimizer,
+    wins: list[np.ndarray],
+    order: np.ndarray,
+    vec_t: torch.Tensor,
+    cfg: TrainConfig,
+    warm: torch.Tensor | None,
+    gen: torch.Generator,
+) -> float:
+    """One pass over the training windows in ``order``, a batch per step; mean loss per target.
+
+    ``warm`` (the items seen in training) selects the sampled softmax, ``None`` the full one.
+    """
+    total, count = 0.0, 0
+    for start in range(0, len(order), cfg.batch_size):
+        batch = [wins[i] for i in order[start : start + cfg.batch_size]]
+        length = max(len(w) for w in batch) - 1
+        inp = torch.from_numpy(left_pad([w[:-1] for w in batch], length)).to(vec_t.device)
+        tgt = torch.from_numpy(left_pad([w[1:] for w in batch], length)).to(vec_t.device)
+        if warm is not None:
+            loss, valid = sampled_loss(net, vec_t, inp, tgt, warm, cfg, gen)
+        else:
+            loss, valid = full_loss(net, vec_t, inp, tgt, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * int(valid.sum())
+        count += int(valid.sum())
+    return total / max(count, 1)
