@@ -139,9 +139,6 @@ def _recommend(h: Any, raw: bytes) -> dict[str, Any]:
     """``recommend`` for a preview: the user's arm, the request path, no impression."""
     import json
 
-    from recommender.refresh import sync_feedback
-    from recommender.serving import recommend_batch
-
     try:
         body = RecommendBody.model_validate(json.loads(raw or b"{}"))
     except json.JSONDecodeError as exc:
@@ -152,14 +149,7 @@ def _recommend(h: Any, raw: bytes) -> dict[str, Any]:
         raise InputError(
             f"{field}={err.get('input')!r}: {err['msg']}", field=field, value=err.get("input")
         ) from None
-    req = body.to_request()
-    model, arm = h.online.route(req.user_id)
-    if body.exclude_shown:
-        h.online.exclude_shown(model, req, body.exclude_shown)
-    sync_feedback(model, h.store)
-    rec = recommend_batch(model, [req])[0]
-    rec.arm = arm
-    return rec.to_dict()
+    return h.online.recommend([body.to_request()], [body.exclude_shown], log_impressions=False)[0]
 
 
 def int_param(request: HTTPRequest, name: str, default: int, lo: int, hi: int) -> int:

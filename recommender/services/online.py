@@ -87,9 +87,17 @@ class OnlineServing:
 
     # ----------------------------------------------------------------- answers
     def recommend(
-        self, reqs: Sequence[Request], exclude_shown: Sequence[int | None] | None = None
+        self,
+        reqs: Sequence[Request],
+        exclude_shown: Sequence[int | None] | None = None,
+        *,
+        log_impressions: bool = True,
     ) -> list[dict[str, Any]]:
-        """Answer ``reqs`` (each on its arm's model); JSON-able dicts with ``request_id``."""
+        """Answer ``reqs`` (each on its arm's model); JSON-able dicts with ``request_id``.
+
+        ``log_impressions=False`` previews the lists (the dashboard): same arms, same
+        request path, but no ``request_id``, impression or counter.
+        """
         exclude_shown = exclude_shown or [None] * len(reqs)
         routes = [self.route(r.user_id) for r in reqs]
         for req, n, (model, _) in zip(reqs, exclude_shown, routes, strict=True):
@@ -102,7 +110,11 @@ class OnlineServing:
             sync_feedback(model, self.store)
             recs = recommend_batch(model, [reqs[i] for i in idx])
             for i, rec in zip(idx, recs, strict=True):
-                out[i] = self.served(rec, reqs[i].user_id, model, routes[i][1])
+                if log_impressions:
+                    out[i] = self.served(rec, reqs[i].user_id, model, routes[i][1])
+                else:
+                    rec.arm = routes[i][1]
+                    out[i] = rec.to_dict()
         return out  # type: ignore[return-value]
 
     def served(
