@@ -54,30 +54,30 @@ def stop_server(proc: subprocess.Popen) -> None:
     stop(proc, timeout=30)
 
 
-def server_cpu_s(proc: subprocess.Popen | None) -> float:
-    """CPU seconds (user + system) the server and all its children have used so far."""
-    if proc is None:
-        return float("nan")
+def _server_sum(proc: subprocess.Popen, measure: Any) -> float:
+    """``measure`` summed over the server and all its children (those still running)."""
     import psutil
 
     p = psutil.Process(proc.pid)
     total = 0.0
     for q in [p, *p.children(recursive=True)]:
         try:
-            t = q.cpu_times()
-            total += t.user + t.system
+            total += measure(q)
         except psutil.NoSuchProcess:
             continue
     return total
 
 
+def server_cpu_s(proc: subprocess.Popen | None) -> float:
+    """CPU seconds (user + system) the server and all its children have used so far."""
+    if proc is None:
+        return float("nan")
+    return _server_sum(proc, lambda q: sum(q.cpu_times()[:2]))  # user + system
+
+
 def server_rss_mb(proc: subprocess.Popen) -> float:
     """Resident memory of the server and all its children, in MiB."""
-    import psutil
-
-    p = psutil.Process(proc.pid)
-    procs = [p, *p.children(recursive=True)]
-    return sum(q.memory_info().rss for q in procs if q.is_running()) / 2**20
+    return _server_sum(proc, lambda q: q.memory_info().rss) / 2**20
 
 
 async def _drive(
