@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import importlib
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
-
-from tests.procs import free_port, kill_hard, serve, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -228,154 +224,6 @@ def test_asgi_recommend_accepts_knobs_and_rerank(asgi):
     assert r.status_code == 200 and len(r.json()["items"]) == 2
     r = asgi.post("/recommend", json={"user_id": 30, "k": 2, "knobs": {"bogus": 0.1}})
     assert r.status_code == 422 and r.json()["field"] == "knobs.bogus"
-
-
-def _serve(port: int, **env: str) -> subprocess.Popen:
-    """``bentoml serve`` of the toy model on ``port``, ready."""
-    return serve("svc-toy", port, env=env)
-
-
-@pytest.mark.integration
-def test_real_bentoml_serve(service_module):
-    port = free_port()
-    proc = _serve(port)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        r = httpx.post(f"{url}/recommend", json={"user_id": 30, "k": 3}, timeout=30)
-        assert r.status_code == 200, r.text
-        assert {1, 4, 5, 7}.isdisjoint(i["item_id"] for i in r.json()["items"])
-        r = httpx.post(f"{url}/recommend", json={"query": "crime", "k": 2}, timeout=30)
-        assert r.status_code == 200 and len(r.json()["items"]) == 2
-        r = httpx.post(f"{url}/encode", json={"texts": ["x"] * 3}, timeout=30)
-        assert r.status_code == 200 and np.asarray(r.json()).shape == (3, 32)
-        # two API workers (RECBENTO_WORKERS=2): feedback taken by either counts in both
-        ev = {"user_id": 30, "item_id": 8, "timestamp": 900}
-        assert httpx.post(f"{url}/feedback", json={"events": [ev]}, timeout=30).status_code == 200
-        for _ in range(12):
-            r = httpx.post(f"{url}/recommend", json={"user_id": 30, "k": 4}, timeout=30)
-            assert 8 not in [i["item_id"] for i in r.json()["items"]]
-        # served lists are counted on /metrics (BentoML's multiprocess registry)
-        metrics = httpx.get(f"{url}/metrics", timeout=30).text
-        assert 'recbento_impressions_total{arm="none"}' in metrics
-    finally:
-        _stop(proc)
-
-
-@pytest.mark.integration
-def test_acknowledged_feedback_survives_kill_9(service_module, tmp_path):
-    from recommender.feedback import FeedbackStore
-
-    db = str(tmp_path / "feedback.db")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = _serve(port, RECBENTO_FEEDBACK_DB=db, RECBENTO_API_TOKEN="tok")
-    acked = 0
-    try:
-        auth = {"Authorization": "Bearer tok"}
-        for n in range(20):
-            ev = {"user_id": f"u{n % 4}", "item_id": 1 + n % 8, "timestamp": 1000 + n}
-            r = httpx.post(f"{url}/feedback", json={"events": [ev]}, headers=auth, timeout=30)
-            assert r.status_code == 200, r.text
-            acked += r.json()["stored"]
-        r = httpx.post(f"{url}/feedback", json={"events": [ev]}, timeout=30)
-        assert r.status_code == 401
-    finally:
-        kill_hard(proc)  # server and workers: no shutdown hooks, no WAL checkpoint
-    with FeedbackStore(db) as store:
-        assert store.count() == acked == 20
-    proc = _serve(port, RECBENTO_FEEDBACK_DB=db)
-    try:
-        # u0 consumed items 1 and 5 before the crash: the restarted server knows it
-        r = httpx.post(f"{url}/recommend", json={"user_id": "u0", "k": 6}, timeout=30)
-        assert r.status_code == 200, r.text
-        body = r.json()
-        assert body["cold_start"] is False
-        assert {1, 5}.isdisjoint(i["item_id"] for i in body["items"])
-    finally:
-        _stop(proc)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    stop(proc)
-
-
-@pytest.mark.integration
-def test_served_contract_holds_for_plain_python_clients_and_schemathesis(service_module):
-    """A real server: 413 readable by urllib, and schemathesis (every phase) finds no 5xx."""
-    import json
-    import urllib.error
-    import urllib.request
-
-    port = free_port()
-    proc = _serve(port, RECBENTO_MAX_BODY_BYTES="65536", RECBENTO_WORKERS="1")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        big = json.dumps({"user_id": 10, "history": [1] * 40_000}).encode()  # ~120 kB
-        req = urllib.request.Request(
-            f"{url}/recommend", data=big, headers={"Content-Type": "application/json"}
-        )
-        with pytest.raises(urllib.error.HTTPError) as info:
-            urllib.request.urlopen(req, timeout=30)
-        assert info.value.code == 413
-        assert json.loads(info.value.read())["field"] == "body"
-        out = subprocess.run(
-            [sys.executable, "-m", "schemathesis.cli", "run", f"{url}/docs.json"]
-            + ["--phases", "examples,coverage,fuzzing", "--checks", "not_a_server_error"]
-            + ["--max-examples", "25", "--workers", "2"]
-            + ["--generation-deterministic", "--suppress-health-check", "all"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-        assert "No issues found" in out.stdout or "passed" in out.stdout
-    finally:
-        _stop(proc)
-
-
-@pytest.mark.integration
-def test_concurrent_free_text_requests_all_succeed(service_module):
-    """More concurrent encoder calls than BentoML's client pool used to survive.
-
-    Its default client replaced the pool to the encoder every 100 calls, dropping the
-    calls in flight ("Server disconnected"); 300 queries at concurrency 24 cross that
-    point more than once. BentoML's adaptive batching merges the concurrent calls.
-    """
-    import asyncio
-
-    port = free_port()
-    proc = _serve(port, RECBENTO_WORKERS="1")
-    url = f"http://127.0.0.1:{port}/recommend"
-
-    async def run() -> list[int]:
-        sem = asyncio.Semaphore(24)
-        async with httpx.AsyncClient(timeout=60) as client:
-
-            async def one(n: int) -> int:
-                async with sem:
-                    r = await client.post(url, json={"query": f"crime film {n}", "k": 3})
-                    return r.status_code
-
-            return await asyncio.gather(*(one(n) for n in range(300)))
-
-    try:
-        codes = asyncio.run(run())
-        assert codes.count(200) == 300, sorted(set(codes))
-        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
-
-        def total(name: str) -> float:
-            return sum(
-                float(line.rsplit(" ", 1)[1])
-                for line in metrics.splitlines()
-                if line.startswith(f"bentoml_service_adaptive_batch_size_{name}")
-                and "encode" in line
-            )
-
-        # every query reached the encoder service, which answered them in fewer batches
-        assert total("sum") == 300
-        assert 0 < total("count") < 300
-    finally:
-        _stop(proc)
 
 
 def test_asgi_household_runs_the_same_stages_as_one_user(asgi):

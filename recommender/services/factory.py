@@ -42,6 +42,7 @@ from recommender.model_store import newest_version
 from recommender.service_core import ensure_model, model_name, share_model_store, stored_config
 from recommender.services.guard import RequestGuard
 from recommender.services.handlers import Handlers, answer, freeze_heap
+from recommender.services.keepalive import KeepAliveLimit
 from recommender.services.reload import (
     ModelWatcher,
     follows_latest,
@@ -262,5 +263,6 @@ def make_services(
             return self.encoder.encode(texts)
 
     Recommender.add_asgi_middleware(RequestGuard, max_bytes=settings.max_body_bytes, bodies=BODIES)
+    Recommender.add_asgi_middleware(KeepAliveLimit, max_requests=settings.keepalive_requests)
     log.debug("services %s and %s-encoder for model %s", name, name, target)
     return Encoder, Recommender

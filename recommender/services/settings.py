@@ -13,6 +13,8 @@ RECBENTO_ENCODE_MAX_BATCH       64         adaptive batching: largest ``encode``
 RECBENTO_ENCODE_MAX_LATENCY_MS  10000      adaptive batching: latency budget
 RECBENTO_RELOAD_SECONDS         30         how often a model served by name looks for a
                                            newer version (0: never)
+RECBENTO_KEEPALIVE_REQUESTS     100        answers on one connection before the API asks
+                                           the client to reconnect (0: never)
 ==============================  =========  ==============================================
 """
 
@@ -36,9 +38,11 @@ _ENV = {
     "encode_max_batch": "RECBENTO_ENCODE_MAX_BATCH",
     "encode_max_latency_ms": "RECBENTO_ENCODE_MAX_LATENCY_MS",
     "reload_seconds": "RECBENTO_RELOAD_SECONDS",
+    "keepalive_requests": "RECBENTO_KEEPALIVE_REQUESTS",
 }
-#: Every setting is a whole number >= 1, but ``reload_seconds`` may be 0 (never reload).
-_RANGES = {name: {"low": 0 if name == "reload_seconds" else 1, "whole": True} for name in _ENV}
+#: Every setting is a whole number >= 1; 0 turns off reloading and the keep-alive limit.
+_OFF_AT_0 = ("reload_seconds", "keepalive_requests")
+_RANGES = {name: {"low": 0 if name in _OFF_AT_0 else 1, "whole": True} for name in _ENV}
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class ServiceSettings:
     encode_max_batch: int = 64
     encode_max_latency_ms: int = 10_000
     reload_seconds: int = 30
+    keepalive_requests: int = 100
 
     def __post_init__(self) -> None:
         check_fields(self, _RANGES, label=_ENV.__getitem__)
