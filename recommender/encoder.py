@@ -30,6 +30,7 @@ __all__ = ["DEFAULT_ENCODER", "TextEncoder", "default_encoder_path", "resolve_de
 
 log = logging.getLogger(__name__)
 
+
 def default_encoder_path() -> Path:
     """Installed path of the bundled all-MiniLM-L6-v2 checkpoint."""
     try:

@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 #: Largest item x entity distribution (cells) the reranker also keeps dense (32 MiB).
 DENSE_DIST_MAX = 4_000_000
 
+
 def minmax(x: np.ndarray) -> np.ndarray:
     """Scale to [0, 1] over the given values; constant (or empty) input gives zeros.
 

@@ -163,4 +163,3 @@ def with_schema(url: str, schema: str | None = None) -> str:
         conn.execute(f"CREATE SCHEMA {schema}")
     sep = "&" if "?" in url else "?"
     return f"{url}{sep}options=-csearch_path%3D{schema}"
-

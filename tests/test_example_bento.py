@@ -58,9 +58,7 @@ def test_the_readme_example_builds_and_serves(tmp_path, toy_model):
     port = free_port()
     proc = serve(None, port, target=tag, env={"RECBENTO_WORKERS": "1"}, timeout=240)
     try:
-        r = httpx.post(
-            f"http://127.0.0.1:{port}/for_you", json={"user_id": 10, "k": 2}, timeout=60
-        )
+        r = httpx.post(f"http://127.0.0.1:{port}/for_you", json={"user_id": 10, "k": 2}, timeout=60)
         assert r.status_code == 200, r.text
         picks = r.json()["picks"]
         assert len(picks) == 2
