@@ -80,6 +80,33 @@ def server_rss_mb(proc: subprocess.Popen) -> float:
     return _server_sum(proc, lambda q: q.memory_info().rss) / 2**20
 
 
+def worker_cpu_s(proc: subprocess.Popen | None) -> dict[int, float]:
+    """CPU seconds so far of each worker answering the API (the encoder's left out)."""
+    import psutil
+
+    if proc is None:
+        return {}
+    out = {}
+    for q in psutil.Process(proc.pid).children(recursive=True):
+        try:
+            cmd = " ".join(q.cmdline())
+            if "_bentoml_impl.worker.service" in cmd and "-encoder" not in cmd:
+                out[q.pid] = sum(q.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+def busiest_share(before: dict[int, float], after: dict[int, float]) -> float:
+    """The busiest API worker's share of all API workers' CPU between two readings.
+
+    >>> busiest_share({1: 0.0, 2: 0.0}, {1: 3.0, 2: 1.0})
+    0.75
+    """
+    used = [after[p] - before.get(p, 0.0) for p in after]
+    return max(used) / sum(used) if used and sum(used) > 0 else float("nan")
+
+
 async def _drive(
     url: str, body_fn: Any, concurrency: int, seconds: float, max_requests: int
 ) -> dict[str, Any]:
@@ -177,7 +204,9 @@ def load_test(
     requests are done (BentoML's ``adaptive_batch_size`` of the encoder service).
     With the server's ``proc``, each row also has ``server_cpu_ms``: CPU time of all the
     server's processes per answered request, which the load generator and anything else
-    on the machine do not inflate the way they do latency.
+    on the machine do not inflate the way they do latency; and ``busiest_worker``: the
+    busiest API worker's share of the API workers' CPU (0.5 with two workers evenly
+    loaded, 1.0 when one worker did all the work).
     """
     routes = endpoints(n_users, texts_per_encode)
     rows, batches = [], {}
@@ -185,10 +214,11 @@ def load_test(
         path, body = routes[name]
         asyncio.run(_drive(base + path, body, 2, 1.0, 20))  # warm-up, not counted
         for c in concurrencies:
-            cpu0 = server_cpu_s(proc)
+            cpu0, workers0 = server_cpu_s(proc), worker_cpu_s(proc)
             res = asyncio.run(_drive(base + path, body, c, seconds, 50_000))
             answered = res["requests"] - res["errors"]
             res["server_cpu_ms"] = (server_cpu_s(proc) - cpu0) * 1000 / max(answered, 1)
+            res["busiest_worker"] = busiest_share(workers0, worker_cpu_s(proc))
             res.update({"system": system, "endpoint": name, "concurrency": c})
             if name == "encode":
                 res["texts_per_s"] = res["rps"] * texts_per_encode

@@ -12,7 +12,7 @@ def _md(rows: list[dict], cols: list[str]) -> str:
     def fmt(v: Any, col: str) -> str:
         if not isinstance(v, float):
             return str(v)
-        return f"{v:.2f}" if col.endswith("ratio") else f"{v:,.1f}"
+        return f"{v:.2f}" if col.endswith(("ratio", "worker")) else f"{v:,.1f}"
 
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     out += ["| " + " | ".join(fmt(r.get(c, ""), c) for c in cols) + " |" for r in rows]
@@ -97,7 +97,7 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     report["query_ratio_vs_inprocess_encode"] = query_best / best
     hist = report.get("encode_batch_histogram") or {}
     cols = ["system", "endpoint", "concurrency", "requests", "errors", "rps"]
-    cols += ["p50_ms", "p95_ms", "p99_ms", "server_cpu_ms"]
+    cols += ["p50_ms", "p95_ms", "p99_ms", "server_cpu_ms", "busiest_worker"]
     md = [
         f"## Serving benchmark ({report['model']}, {os.cpu_count()} CPU cores, "
         f"{report.get('seconds_per_cell', 10):.0f} s per cell)",
@@ -114,7 +114,9 @@ def write_report(report: dict[str, Any], out: Path) -> None:
             + ["floor_cpu_ms", "recbento_cpu_ms"],
         ),
         "",
-        "`server_cpu_ms`: CPU time of all the server's processes per answered request.",
+        "`server_cpu_ms`: CPU time of all the server's processes per answered request; "
+        "`busiest_worker`: the busiest API worker's share of the API workers' CPU (0.5: "
+        "both workers evenly loaded; 1.0: one did all the work).",
         "",
         f"free-text recommend: best {query_best:,.1f} requests/s = "
         f"{query_best / best:.2f} of in-process encoding at its best batch ({best:,.0f} "
