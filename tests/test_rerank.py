@@ -82,19 +82,6 @@ def test_mmr_known_order_on_hand_made_vectors():
     assert alld.tolist() == [0, 3]
 
 
-def test_batch_equals_single():
-    rng = np.random.default_rng(0)
-    vecs = _unit(rng.normal(size=(30, 5)))
-    rr = Reranker(vecs, config=OFF.replace(diversity=0.3))
-    cand = np.stack([rng.permutation(30)[:12] for _ in range(4)])
-    rel = rng.random((4, 12))
-    bi, bs = rr.rerank_batch(cand, rel, 5)
-    for r in range(4):
-        si, ss = rr.rerank(cand[r], rel[r], 5)
-        assert bi[r].tolist() == si.tolist()
-        np.testing.assert_allclose(bs[r], ss)
-
-
 def test_rerank_input_errors():
     rr = Reranker(np.eye(3))
     with pytest.raises(InputError):
