@@ -26,44 +26,12 @@ from knowledge_graph import (
 )
 from knowledge_graph.explain import sentence
 from recommender.errors import InputError, NotFoundError
+from tests import toy
 
-ITEMS = pd.DataFrame(
-    {
-        "item_id": [1, 2, 3, 4, 5, 6, 7, 8],
-        "title": [
-            "Heat (1995)",
-            "Collateral (2004)",
-            "Thief (1981)",
-            "Toy Story (1995)",
-            "Up (2009)",
-            "Cars (2006)",
-            "Alien (1979)",
-            "Aliens (1986)",
-        ],
-        "genres": [
-            "Action|Crime",
-            "Action|Crime",
-            "Crime|Drama",
-            "Animation|Comedy",
-            "Animation|Comedy",
-            "Animation|Comedy",
-            "Horror|Sci-Fi",
-            "Action|Horror|Sci-Fi",
-        ],
-        "director": [
-            "Michael Mann",
-            "Michael Mann",
-            "Michael Mann",
-            "John Lasseter",
-            "Pete Docter",
-            "John Lasseter",
-            "Ridley Scott",
-            "James Cameron",
-        ],
-        "tags": ["heist|los angeles", "los angeles", "heist", "pixar", "pixar", "pixar", "", ""],
-        "year": ["1995", "2004", "1981", "1995", "2009", "2006", "1979", "1986"],
-    }
-)
+#: the shared toy catalogue, with free-form tags as well
+ITEMS = toy.ITEMS.assign(
+    tags=["heist|los angeles", "los angeles", "heist", "pixar", "pixar", "pixar", "", ""]
+)[["item_id", "title", "genres", "director", "tags", "year"]]
 HEAT, COLLATERAL, THIEF, TOY, UP, CARS, ALIEN, ALIENS = range(8)
 #: Unit weights, no year entities, nothing dropped for being common: hand-computable.
 PLAIN = GraphConfig(entity_columns=["genres", "director", "tags"], idf=False, max_entity_share=1.0)
