@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from recommender.errors import InputError
+from recommender.services import ServiceSettings
 from recommender.services.keepalive import KeepAliveLimit
 
 
@@ -47,3 +51,13 @@ def test_connections_that_never_reach_the_limit_are_forgotten():
         _closing(app, ("h", port))
     assert len(app._answered) <= 4096
     assert _closing(app, ("h", 9_999))  # the newest are still counted
+
+
+def test_the_setting_comes_from_the_environment_and_bad_values_name_it(monkeypatch):
+    assert ServiceSettings.from_env().keepalive_requests == 100
+    monkeypatch.setenv("RECBENTO_KEEPALIVE_REQUESTS", "0")
+    assert ServiceSettings.from_env().keepalive_requests == 0  # off
+    for bad in ("-1", "ten", "2.5"):
+        monkeypatch.setenv("RECBENTO_KEEPALIVE_REQUESTS", bad)
+        with pytest.raises(InputError, match="RECBENTO_KEEPALIVE_REQUESTS"):
+            ServiceSettings.from_env()
