@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 #: output's JSON schema on every response.
 JSONObject = Annotated[dict[str, Any], ContentType("application/json")]
 JSONList = Annotated[list[dict[str, Any]], ContentType("application/json")]
+#: Vectors, one row per text (JSON to outside callers; BentoML's own serde between services).
+Vectors = Annotated[np.ndarray, ContentType("application/json")]
 
 #: Route -> body model, for the request guard.
 BODIES: dict[str, type[BaseModel]] = {
@@ -134,7 +136,7 @@ def encoder_service(
             max_batch_size=settings.encode_max_batch,
             max_latency_ms=settings.encode_max_latency_ms,
         )
-        def encode(self, texts: list[str]) -> np.ndarray:
+        def encode(self, texts: list[str]) -> Vectors:
             """Encode texts into L2-normalised vectors (one row per text)."""
             return self.encoder.encode(texts)
 
@@ -258,7 +260,7 @@ def make_services(
             self.handlers.close()
 
         @bentoml.api(input_spec=EncodeBody)
-        def encode(self, texts: list[str]) -> np.ndarray:
+        def encode(self, texts: list[str]) -> Vectors:
             """Texts -> vectors through the batching encoder service."""
             return self.encoder.encode(texts)
 
