@@ -10,7 +10,13 @@ import pandas as pd
 
 from recommender.errors import InputError
 
-__all__ = ["sequences_from_interactions", "hold_out_last", "left_pad", "windows"]
+__all__ = [
+    "sequences_from_interactions",
+    "hold_out_last",
+    "left_pad",
+    "trainable_sequences",
+    "windows",
+]
 
 
 def sequences_from_interactions(
@@ -51,6 +57,24 @@ def sequences_from_interactions(
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
     parts = np.split(idx.astype(np.int64), starts[1:])
     return users[starts], parts
+
+
+def trainable_sequences(sequences: Sequence[np.ndarray], n_items: int) -> list[np.ndarray]:
+    """The histories of 2+ items, as int64 arrays; an error names an index out of range.
+
+    >>> [s.tolist() for s in trainable_sequences([[0, 1], [2], [1, 2, 0]], 3)]
+    [[0, 1], [1, 2, 0]]
+    """
+    seqs = [np.asarray(s, dtype=np.int64) for s in sequences if len(s) >= 2]
+    for s in seqs:
+        if s.min() < 0 or s.max() >= n_items:
+            raise InputError(
+                f"sequences: item index out of range [0, {n_items}): {s.min()}..{s.max()}",
+                field="sequences",
+            )
+    if not seqs:
+        raise InputError("sequences: need at least one history of 2+ items", field="sequences")
+    return seqs
 
 
 def left_pad(rows: Sequence[np.ndarray], length: int) -> np.ndarray:

@@ -20,10 +20,12 @@ from recommender.tower import CooccurrenceScorer, UserTower
 
 if TYPE_CHECKING:
     from recommender.train import SequenceRecommender
+    from recommender.train_config import TrainConfig
 
 __all__ = [
     "TOWER_WEIGHTS",
     "TOWER_CONFIG",
+    "build_tower",
     "load_recommender",
     "load_warm_start",
     "save_recommender",
@@ -34,6 +36,20 @@ log = logging.getLogger(__name__)
 TOWER_WEIGHTS = "user_tower.safetensors"
 TOWER_CONFIG = "tower_config.json"
 _FORMAT = 1
+
+
+def build_tower(config: TrainConfig, n_items: int, text_dim: int) -> UserTower:
+    """An untrained :class:`UserTower` of the shape ``config`` gives, for training or loading."""
+    return UserTower(
+        n_items,
+        text_dim,
+        dim=config.dim,
+        n_layers=config.n_layers,
+        n_heads=config.n_heads,
+        max_len=config.max_len,
+        dropout=config.dropout,
+        id_embeddings=config.id_embeddings,
+    )
 
 
 def save_recommender(model: SequenceRecommender, directory: str | Path) -> Path:
@@ -85,16 +101,7 @@ def load_recommender(
         )
     model = cls.from_config(meta["config"])
     cfg = model.config
-    net = UserTower(
-        meta["n_items"],
-        meta["text_dim"],
-        dim=cfg.dim,
-        n_layers=cfg.n_layers,
-        n_heads=cfg.n_heads,
-        max_len=cfg.max_len,
-        dropout=cfg.dropout,
-        id_embeddings=cfg.id_embeddings,
-    )
+    net = build_tower(cfg, meta["n_items"], meta["text_dim"])
     state = load_file(str(w_path))
     cooc_state = {k: state.pop(k) for k in list(state) if k.startswith("cooc.")}
     net.load_state_dict(state)

@@ -41,12 +41,14 @@ from recommender.sequences import (
     hold_out_last,
     left_pad,
     sequences_from_interactions,
+    trainable_sequences,
     windows,
 )
 from recommender.tower import UserTower
 from recommender.tower_store import (
     TOWER_CONFIG,
     TOWER_WEIGHTS,
+    build_tower,
     load_recommender,
     load_warm_start,
     save_recommender,
@@ -138,15 +140,7 @@ class SequenceRecommender:
                 value=vecs.shape,
             )
         n_items = vecs.shape[0]
-        seqs = [np.asarray(s, dtype=np.int64) for s in sequences if len(s) >= 2]
-        for s in seqs:
-            if s.min() < 0 or s.max() >= n_items:
-                raise InputError(
-                    f"sequences: item index out of range [0, {n_items}): {s.min()}..{s.max()}",
-                    field="sequences",
-                )
-        if not seqs:
-            raise InputError("sequences: need at least one history of 2+ items", field="sequences")
+        seqs = trainable_sequences(sequences, n_items)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         torch.manual_seed(cfg.random_state)
@@ -163,16 +157,7 @@ class SequenceRecommender:
         wins = windows(recent, cfg.max_len)
         n_pos = sum(len(w) - 1 for w in wins)
 
-        net = UserTower(
-            n_items,
-            vecs.shape[1],
-            dim=cfg.dim,
-            n_layers=cfg.n_layers,
-            n_heads=cfg.n_heads,
-            max_len=cfg.max_len,
-            dropout=cfg.dropout,
-            id_embeddings=cfg.id_embeddings,
-        ).to(device)
+        net = build_tower(cfg, n_items, vecs.shape[1]).to(device)
         if warm_start is not None:
             load_warm_start(net, warm_start)
         seen = np.zeros(n_items, dtype=bool)
