@@ -54,47 +54,52 @@ def stop_server(proc: subprocess.Popen) -> None:
     stop(proc, timeout=30)
 
 
-def _server_sum(proc: subprocess.Popen, measure: Any) -> float:
-    """``measure`` summed over the server and all its children (those still running)."""
+def _each_process(proc: subprocess.Popen, measure: Any) -> dict[int, float]:
+    """``measure`` of the server and each of its children still running, by PID.
+
+    A process whose ``measure`` is ``None`` is left out.
+    """
     import psutil
 
     p = psutil.Process(proc.pid)
-    total = 0.0
+    out = {}
     for q in [p, *p.children(recursive=True)]:
         try:
-            total += measure(q)
+            value = measure(q)
         except psutil.NoSuchProcess:
             continue
-    return total
+        if value is not None:
+            out[q.pid] = value
+    return out
+
+
+def _cpu_s(q: Any) -> float:
+    return sum(q.cpu_times()[:2])  # user + system
 
 
 def server_cpu_s(proc: subprocess.Popen | None) -> float:
     """CPU seconds (user + system) the server and all its children have used so far."""
     if proc is None:
         return float("nan")
-    return _server_sum(proc, lambda q: sum(q.cpu_times()[:2]))  # user + system
+    return sum(_each_process(proc, _cpu_s).values())
 
 
 def server_rss_mb(proc: subprocess.Popen) -> float:
     """Resident memory of the server and all its children, in MiB."""
-    return _server_sum(proc, lambda q: q.memory_info().rss) / 2**20
+    return sum(_each_process(proc, lambda q: q.memory_info().rss).values()) / 2**20
 
 
 def worker_cpu_s(proc: subprocess.Popen | None) -> dict[int, float]:
     """CPU seconds so far of each worker answering the API (the encoder's left out)."""
-    import psutil
-
     if proc is None:
         return {}
-    out = {}
-    for q in psutil.Process(proc.pid).children(recursive=True):
-        try:
-            cmd = " ".join(q.cmdline())
-            if "_bentoml_impl.worker.service" in cmd and "-encoder" not in cmd:
-                out[q.pid] = sum(q.cpu_times()[:2])
-        except psutil.NoSuchProcess:
-            continue
-    return out
+
+    def api_worker_cpu(q: Any) -> float | None:
+        cmd = " ".join(q.cmdline())
+        api = "_bentoml_impl.worker.service" in cmd and "-encoder" not in cmd
+        return _cpu_s(q) if api else None
+
+    return _each_process(proc, api_worker_cpu)
 
 
 def busiest_share(before: dict[int, float], after: dict[int, float]) -> float:
