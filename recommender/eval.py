@@ -30,6 +30,7 @@ from recommender.topk import top_k
 __all__ = [
     "break_ties",
     "shuffle_within_users",
+    "last_case_mask",
     "leave_last_out",
     "cold_item_split",
     "hit_rate_at_k",
@@ -127,6 +128,17 @@ def shuffle_within_users(interactions: pd.DataFrame, *, seed: int = 0) -> pd.Dat
     return break_ties(shuffled, seed=seed)
 
 
+def last_case_mask(chronological: pd.DataFrame, *, min_train: int = 1) -> pd.Series:
+    """Each user's last row, for users with more than ``min_train`` rows before it.
+
+    ``chronological`` is sorted by user, timestamp, item_id (as every split sorts it),
+    so the last row is the latest, ties going to the larger ``item_id``. Both the test
+    split here and the validation cases serving is tuned on pick their rows with it.
+    """
+    n_per_user = chronological.groupby(_USER, sort=False)[_USER].transform("size")
+    return ~chronological[_USER].duplicated(keep="last") & (n_per_user > min_train)
+
+
 def leave_last_out(
     interactions: pd.DataFrame, *, min_train: int = 1
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -155,9 +167,7 @@ def leave_last_out(
     """
     _check_columns(interactions, "interactions")
     df = _chronological(interactions)
-    n_per_user = df.groupby(_USER, sort=False)[_USER].transform("size")
-    is_last = ~df[_USER].duplicated(keep="last")
-    test_mask = is_last & (n_per_user > min_train)
+    test_mask = last_case_mask(df, min_train=min_train)
     train, test = df[~test_mask].reset_index(drop=True), df[test_mask].reset_index(drop=True)
     log.info("leave-last-out: %d train rows, %d test users", len(train), len(test))
     return train, test

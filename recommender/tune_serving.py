@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from recommender.eval import ndcg_at_k
+from recommender.eval import last_case_mask, ndcg_at_k
 from recommender.schemas import Tables
 
 if TYPE_CHECKING:
@@ -80,9 +80,7 @@ def validation_split(interactions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataF
     interactions = interactions.reset_index(drop=True)  # row labels name rows once
     history, _ = weigh_events(interactions)
     df = history.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
-    size = df.groupby("user_id", sort=False)["item_id"].transform("size")
-    last = df.groupby("user_id", sort=False).cumcount(ascending=False) == 0
-    val = df[last & (size >= 3)]
+    val = df[last_case_mask(df, min_train=2)]  # users with at least 3
     return interactions.drop(index=val.index), interactions.loc[val.index]
 
 
