@@ -172,9 +172,12 @@ def user_entity_profile(
             f"history_idx: item index out of range [0, {item_dist.shape[0]})",
             field="history_idx",
         )
-    # one weight per item, then one sparse product (row gathers cost more on every call)
-    per_item = np.bincount(idx, weights=w, minlength=item_dist.shape[0])
-    prof = np.asarray(per_item @ item_dist).ravel()
+    if isinstance(item_dist, np.ndarray) and weights is None:
+        prof = item_dist[idx].sum(axis=0)  # dense rows: gathering a history's rows is cheap
+    else:
+        # one weight per item, then one sparse product (row gathers cost more on every call)
+        per_item = np.bincount(idx, weights=w, minlength=item_dist.shape[0])
+        prof = np.asarray(per_item @ item_dist).ravel()
     total = prof.sum()
     return prof / total if total > 0 else prof
 

@@ -204,11 +204,8 @@ class Reranker:
         """The user's entity distribution for calibration (``user_entity_profile``)."""
         if self.item_dist is None:
             return None
-        if self._dist_dense is None or len(history_idx) == 0:
-            return user_entity_profile(self.item_dist, history_idx)
-        prof = self._dist_dense[np.asarray(history_idx, dtype=np.int64)].sum(axis=0)
-        total = prof.sum()
-        return prof / total if total > 0 else prof
+        dist = self.item_dist if self._dist_dense is None else self._dist_dense
+        return user_entity_profile(dist, history_idx)
 
     def longtail(self, candidate_idx: np.ndarray, head_share: float | None = None) -> np.ndarray:
         """Which candidates are long tail under ``head_share`` (default: the config's)."""
