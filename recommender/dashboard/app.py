@@ -40,9 +40,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from recommender.dashboard import data
-from recommender.errors import InputError, RecbentoError
+from recommender.errors import InputError, NotFoundError, RecbentoError
 from recommender.services.handlers import check_token
-from recommender.services.schemas import RecommendBody, check_text
+from recommender.services.schemas import RecommendBody, check_ids, check_text
 
 __all__ = ["STATIC", "dashboard_app"]
 
@@ -130,8 +130,7 @@ def _titles(h: Any, request: HTTPRequest) -> Any:
             field="ids",
             value=len(ids),
         )
-    for n, i in enumerate(ids):
-        check_text(i, f"ids[{n}]")
+    check_ids(ids, "ids")
     return data.titles(h.model, ids)
 
 
@@ -170,14 +169,11 @@ def int_param(request: HTTPRequest, name: str, default: int, lo: int, hi: int) -
 
 def _no_route(request: HTTPRequest) -> Response:
     path = request.path_params["rest"]
-    return JSONResponse(
-        {
-            "error": "NotFoundError",
-            "message": f"path=/api/{path}: no such dashboard endpoint; expected one of "
-            "overview, users, users/{id}, recommend, items/{id}, user_map, titles, knobs, "
-            "experiments",
-            "field": "path",
-            "value": f"/api/{path}",
-        },
-        status_code=404,
+    exc = NotFoundError(
+        f"path=/api/{path}: no such dashboard endpoint; expected one of "
+        "overview, users, users/{id}, recommend, items/{id}, user_map, titles, knobs, "
+        "experiments",
+        field="path",
+        value=f"/api/{path}",
     )
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code)

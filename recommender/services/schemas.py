@@ -29,6 +29,7 @@ __all__ = [
     "RecommendBody",
     "RecommendGroupBody",
     "SimilarItemsBody",
+    "check_ids",
     "check_text",
 ]
 
@@ -75,8 +76,8 @@ class RecommendBody(_Body):
         """
         check_text(self.user_id, "user_id")
         check_text(self.query, "query")
-        _check_ids(self.history, "history")
-        _check_ids(self.exclude_items, "exclude_items")
+        check_ids(self.history, "history")
+        check_ids(self.exclude_items, "exclude_items")
         _check_filters(self.include, self.exclude)
         return Request(**{k: v for k, v in self if k != "exclude_shown"})
 
@@ -99,8 +100,8 @@ class RecommendGroupBody(_Body):
     knobs: Knobs | None = None
 
     def to_request(self) -> GroupRequest:
-        _check_ids(self.user_ids, "user_ids")
-        _check_ids(self.exclude_items, "exclude_items")
+        check_ids(self.user_ids, "user_ids")
+        check_ids(self.exclude_items, "exclude_items")
         _check_filters(self.include, self.exclude)
         return GroupRequest(**dict(self))
 
@@ -188,7 +189,8 @@ def check_text(value: Any, field: str) -> None:
         ) from None
 
 
-def _check_ids(ids: list[Any] | None, field: str) -> None:
+def check_ids(ids: list[Any] | None, field: str) -> None:
+    """:func:`check_text` on each id, named ``field[n]``."""
     for n, v in enumerate(ids or []):
         check_text(v, f"{field}[{n}]")
 
