@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from recommender.config import KNOBS
 from recommender.errors import NotFoundError
+from recommender.rerank_config import RERANK_KNOBS
 from recommender.serving import LoadedModel, Request
 from recommender.serving.catalogue import native
 
@@ -183,7 +183,7 @@ def knobs(model: LoadedModel) -> dict[str, Any]:
     values: dict[str, float | None] = {
         "kg_weight": _num(k.kg_weight) if model.graph is not None else None
     }
-    for name in KNOBS[1:]:
+    for name in RERANK_KNOBS:
         values[name] = None if k.rerank is None else _num(getattr(k.rerank, name))
     return {"rerank": k.rerank is not None, "graph": model.graph is not None, "defaults": values}
 
