@@ -66,15 +66,21 @@ def _tower(split: Split) -> SequenceRecommender:
     return split.cache["tower"]
 
 
+def _encoder(split: Split) -> TextEncoder:
+    """The split's encoder: the one the caller gave, else the default, loaded once."""
+    if split.cache.get("encoder") is None:
+        split.cache["encoder"] = TextEncoder.from_pretrained(None)
+    return split.cache["encoder"]
+
+
 def _recommender(split: Split, *, trained: bool) -> LoadedModel:
     """The product's loaded model built from the training split (cached per split)."""
     key = f"recommender:{trained}"
     if key not in split.cache:
         if "bundle" not in split.cache:
-            encoder = split.cache.get("encoder") or TextEncoder.from_pretrained(None)
             tables = Tables(split.items, split.train, None)
             split.cache["bundle"] = build_bundle(
-                tables, encoder, item_vectors=split.item_vectors, progress=False
+                tables, _encoder(split), item_vectors=split.item_vectors, progress=False
             )
         bundle = split.cache["bundle"]
         if trained:
@@ -85,8 +91,7 @@ def _recommender(split: Split, *, trained: bool) -> LoadedModel:
                 components={**bundle.components, "tower": _tower(split)},
                 config=copy.deepcopy(bundle.config),
             )
-            encoder = split.cache.get("encoder") or TextEncoder.from_pretrained(None)
-            split.cache["tuned"] = tune_trained(bundle, encoder)
+            split.cache["tuned"] = tune_trained(bundle, _encoder(split))
         split.cache[key] = load_model(bundle)
     return split.cache[key]
 

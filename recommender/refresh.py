@@ -202,11 +202,10 @@ def _retrain_tower(bundle: Bundle, tables: Tables, *, progress: bool) -> Any:
     previous = bundle.components.get("tower")
     if previous is None:
         log.info("the previous version has no user tower: training one from scratch")
-        return train_tower(tables, bundle.item_vectors, progress=progress)
     return train_tower(
         tables,
         bundle.item_vectors,
-        config=previous.get_config(),
+        config=None if previous is None else previous.get_config(),
         progress=progress,
         warm_start=previous,
     )
