@@ -94,7 +94,7 @@ def share_model_store() -> Path | None:
     root = _bento_root()
     own = root / "models" if root is not None else None
     source = ModelStore(own) if own is not None and own.is_dir() and any(own.iterdir()) else None
-    return use_shared_store(packed_models(), source=source)
+    return use_shared_store(packed_models(root) if root is not None else [], source=source)
 
 
 def _is_encoder_checkpoint(tag: str) -> bool:

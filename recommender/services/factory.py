@@ -198,9 +198,10 @@ def make_services(
                 start_demo_training(tag)
 
         def __init__(self) -> None:
-            serve = newest_version(target) if follows_new_versions(target) else target
+            follows = follows_new_versions(target)
+            serve = newest_version(target) if follows else target
             self.handlers = Handlers.open(serve, encode=self._encode, settings=settings)
-            if follows_new_versions(target):  # a pinned version is kept, unless refreshed
+            if follows:  # a pinned version is kept, unless refreshed
                 ModelWatcher(self.handlers, target, settings.reload_seconds).start()
 
         def _encode(self, texts: list[str]) -> np.ndarray:
