@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,8 @@ def mix(tower: torch.Tensor, co: torch.Tensor, weight: float) -> torch.Tensor:
     return zscore(tower) + weight * zscore(co)
 
 
-def _seen_mask(histories: list[np.ndarray], n_items: int) -> torch.Tensor:
+def seen_mask(histories: Sequence[np.ndarray], n_items: int) -> torch.Tensor:
+    """``(len(histories), n_items)``: True where the row's history holds the item."""
     mask = torch.zeros(len(histories), n_items, dtype=torch.bool)
     for r, h in enumerate(histories):
         mask[r, torch.as_tensor(np.asarray(h, dtype=np.int64))] = True
@@ -102,7 +104,7 @@ def fit_hybrid(
     val_scorer = None
     if len(val_target) and tower_val is not None:
         tower_z = zscore(tower_val.float().cpu())
-        seen = _seen_mask(val_hist, n_items)
+        seen = seen_mask(val_hist, n_items)
         for lam_i in cfg.cooc_lambdas:
             cooc = CooccurrenceScorer(lam=lam_i, **params).fit(train_sequences, n_items)
             for d in cfg.cooc_decays:

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from recommender.errors import BundleError, InputError
 from recommender.eval import val_metrics
-from recommender.hybrid import fit_hybrid, mix
+from recommender.hybrid import fit_hybrid, mix, seen_mask
 from recommender.sequences import (
     hold_out_last,
     left_pad,
@@ -237,9 +237,7 @@ class SequenceRecommender:
         if cfg.cooc:
             tower_val = None
             if len(val_target):
-                with torch.inference_mode():
-                    table = net.item_table(vec_t)
-                    tower_val = (self._user_states(val_hist, table, 256) @ table.T).cpu()
+                tower_val = self._all_scores(val_hist, vec_t).cpu()
             self.cooc_, hybrid, self.validation_cooc_ = fit_hybrid(
                 cfg,
                 sequences=seqs,
@@ -379,17 +377,20 @@ class SequenceRecommender:
         return torch.cat(out)
 
     @torch.inference_mode()
+    def _all_scores(self, histories: Sequence[np.ndarray], vec_t: torch.Tensor) -> torch.Tensor:
+        """The tower's ``(len(histories), n_items)`` scores over the whole catalogue."""
+        table = self.net_.item_table(vec_t)
+        return self._user_states(histories, table, 256) @ table.T
+
+    @torch.inference_mode()
     def _topk(
         self, histories: Sequence[np.ndarray], vec_t: torch.Tensor, k: int, *, target: np.ndarray
     ) -> tuple[np.ndarray, float]:
         """Top-k (history excluded) and the mean cross-entropy of ``target``."""
-        net = self._check_fitted()
-        net.eval()
-        table = net.item_table(vec_t)
-        s = self._user_states(histories, table, 256) @ table.T
+        self._check_fitted().eval()
+        s = self._all_scores(histories, vec_t)
         loss = torch.nn.functional.cross_entropy(s, torch.as_tensor(target, device=s.device))
-        for r, h in enumerate(histories):
-            s[r, torch.as_tensor(np.asarray(h, dtype=np.int64))] = -float("inf")
+        s.masked_fill_(seen_mask(histories, s.shape[1]).to(s.device), -float("inf"))
         top = torch.topk(s, min(k, s.shape[1]), dim=1).indices.cpu().numpy()
         return top, float(loss)
 
