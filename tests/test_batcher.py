@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-import time
 
 import pytest
 
@@ -20,22 +20,51 @@ def test_requests_waiting_together_run_as_one_batch():
 
     def double(xs):
         seen.append(len(xs))
-        gate.wait(5)  # the first call holds the dispatcher while the others queue up
+        gate.wait(5)  # the first batch holds the worker thread while the others queue up
         return [x * 2 for x in xs]
 
-    b = RequestBatcher(double)
-    out: dict[int, int] = {}
-    threads = [threading.Thread(target=lambda i=i: out.update({i: b.submit(i)})) for i in range(9)]
-    threads[0].start()
-    time.sleep(0.2)
-    for t in threads[1:]:
-        t.start()
-    time.sleep(0.2)
-    gate.set()
-    for t in threads:
-        t.join()
-    assert out == {i: 2 * i for i in range(9)}
+    async def main():
+        b = RequestBatcher(double)
+        first = asyncio.ensure_future(b.submit(0))
+        await asyncio.sleep(0.2)
+        rest = [asyncio.ensure_future(b.submit(i)) for i in range(1, 9)]
+        await asyncio.sleep(0.2)
+        gate.set()
+        return await asyncio.gather(first, *rest)
+
+    assert asyncio.run(main()) == [2 * i for i in range(9)]
     assert seen == [1, 8]  # a lone request ran at once; the eight that queued ran together
+
+
+def test_more_waiting_than_a_batch_holds_run_in_turn():
+    seen: list[int] = []
+
+    async def main():
+        b = RequestBatcher(lambda xs: seen.append(len(xs)) or list(xs), max_batch=3)
+        return await asyncio.gather(*(b.submit(i) for i in range(7)))
+
+    assert asyncio.run(main()) == list(range(7))
+    assert seen == [3, 3, 1]
+
+
+def test_a_caller_that_goes_away_does_not_stop_the_others():
+    gate = threading.Event()
+
+    def slow(xs):
+        gate.wait(5)
+        return list(xs)
+
+    async def main():
+        b = RequestBatcher(slow)
+        gone = asyncio.ensure_future(b.submit("gone"))
+        stays = asyncio.ensure_future(b.submit("stays"))
+        await asyncio.sleep(0.1)
+        gone.cancel()  # e.g. the client hung up
+        gate.set()
+        late = await b.submit("late")
+        return await stays, late, gone.cancelled()
+
+    assert asyncio.run(main()) == ("stays", "late", True)
 
 
 def test_a_bad_request_fails_alone(toy_bundle, tmp_path, monkeypatch):
@@ -45,21 +74,16 @@ def test_a_bad_request_fails_alone(toy_bundle, tmp_path, monkeypatch):
     save_to_store(toy_bundle, "batcher-toy")
     h = Handlers.open("batcher-toy", settings=ServiceSettings())
     alone = {u: h.model.recommend(user_id=u, k=3).to_dict() for u in (10, 20, 30)}
-    results: dict[object, object] = {}
-
-    def ask(key, body):
-        try:
-            results[key] = h.recommend(body)
-        except NotFoundError as exc:
-            results[key] = exc
-
     bodies = {u: RecommendBody(user_id=u, k=3) for u in (10, 20, 30)}
     bodies["bad"] = RecommendBody(history=[1, 404], k=3)
-    threads = [threading.Thread(target=ask, args=kv) for kv in bodies.items()]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+
+    async def ask_together():
+        answers = await asyncio.gather(
+            *(h.recommend_async(b) for b in bodies.values()), return_exceptions=True
+        )
+        return dict(zip(bodies, answers, strict=True))
+
+    results = asyncio.run(ask_together())
     assert isinstance(results["bad"], NotFoundError)
     assert results["bad"].field == "history[1]"
     for u in (10, 20, 30):  # batched or not, each answer is the one it gets alone

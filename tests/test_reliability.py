@@ -13,6 +13,7 @@ import pytest
 from recommender.services import ServiceSettings
 from tests.test_service import (  # noqa: F401  (module fixtures)
     asgi,
+    ask,
     direct,
     reset_bentoml_metrics,
     service_module,
@@ -130,7 +131,7 @@ def test_empty_batch_is_an_empty_answer(asgi):  # noqa: F811
 
 def test_lone_surrogates_are_rejected_by_the_library_too(direct):  # noqa: F811
     # the JSON layer already answers 400; direct callers get a 422 naming the field
-    r = direct.recommend(query="\ud800 crime", k=2)
+    r = ask(direct, query="\ud800 crime", k=2)
     assert r.status_code == 422 and b'"field":"query"' in r.body
     r = direct.similar_items(item_id="a\x00b", k=2)
     assert r.status_code == 422 and b'"field":"item_id"' in r.body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import sys
@@ -26,6 +27,11 @@ def service_module(toy_model, tmp_path_factory):
     os.environ.pop("RECBENTO_FEEDBACK_DB", None)
 
 
+def ask(svc, **body):
+    """The async ``recommend`` API called as a dependent service's code would."""
+    return asyncio.run(svc.recommend(**body))
+
+
 @pytest.fixture(scope="module")
 def direct(service_module, toy_model):
     svc = service_module.Recommender()
@@ -34,19 +40,19 @@ def direct(service_module, toy_model):
 
 
 def test_direct_recommend_excludes_seen(direct):
-    out = direct.recommend(user_id=10, k=3)
+    out = ask(direct, user_id=10, k=3)
     assert len(out["items"]) == 3
     assert {1, 2}.isdisjoint(i["item_id"] for i in out["items"])
     assert out["cold_start"] is False
 
 
 def test_direct_query_goes_through_the_encoder(direct):
-    out = direct.recommend(query="an animated comedy", k=2)
+    out = ask(direct, query="an animated comedy", k=2)
     assert len(out["items"]) == 2 and out["cold_start"] is False
 
 
 def test_direct_errors_are_json_responses(direct):
-    resp = direct.recommend(user_id=10, k=0)
+    resp = ask(direct, user_id=10, k=0)
     assert resp.status_code == 422
     assert b'"field":"k"' in resp.body
 
@@ -114,18 +120,18 @@ def test_asgi_similar_items_and_batch(asgi):
 
 
 def test_direct_feedback_is_stored_and_reflected_at_once(direct):
-    before = [i["item_id"] for i in direct.recommend(user_id=10, k=6)["items"]]
+    before = [i["item_id"] for i in ask(direct, user_id=10, k=6)["items"]]
     assert 3 in before
     out = direct.feedback(events=_events({"user_id": 10, "item_id": 3, "timestamp": 500}))
     assert out["stored"] == 1 and out["total"] == direct.handlers.store.count()
-    after = [i["item_id"] for i in direct.recommend(user_id=10, k=6)["items"]]
+    after = [i["item_id"] for i in ask(direct, user_id=10, k=6)["items"]]
     assert 3 not in after
 
 
 def test_direct_feedback_makes_a_new_user_warm(direct):
-    assert direct.recommend(user_id="newbie", k=2)["cold_start"] is True
+    assert ask(direct, user_id="newbie", k=2)["cold_start"] is True
     direct.feedback(events=_events({"user_id": "newbie", "item_id": 7, "timestamp": 10}))
-    out = direct.recommend(user_id="newbie", k=3)
+    out = ask(direct, user_id="newbie", k=3)
     assert out["cold_start"] is False and 7 not in [i["item_id"] for i in out["items"]]
 
 

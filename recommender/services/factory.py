@@ -22,8 +22,9 @@ In a ``service.py`` of your own::
         recs = bentoml.depends(Recommender)
 
         @bentoml.api
-        def for_you(self, user_id: int) -> list[str]:
-            return [i["title"] for i in self.recs.recommend(user_id=user_id, k=5)["items"]]
+        async def for_you(self, user_id: int) -> list[str]:
+            answer = await self.recs.recommend(user_id=user_id, k=5)  # an async API
+            return [i["title"] for i in answer["items"]]
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from recommender.config import EncoderConfig
 from recommender.model_store import newest_version
 from recommender.service_core import ensure_model, model_name, share_model_store, stored_config
 from recommender.services.guard import RequestGuard
-from recommender.services.handlers import Handlers, answer, freeze_heap
+from recommender.services.handlers import Handlers, answer, answer_async, freeze_heap
 from recommender.services.keepalive import KeepAliveLimit
 from recommender.services.reload import (
     ModelWatcher,
@@ -71,6 +72,13 @@ JSONObject = Annotated[dict[str, Any], ContentType("application/json")]
 JSONList = Annotated[list[dict[str, Any]], ContentType("application/json")]
 #: Vectors, one row per text (JSON to outside callers; BentoML's own serde between services).
 Vectors = Annotated[np.ndarray, ContentType("application/json")]
+
+#: BentoML's client of a dependency replaces its connection pool every ``max_requests``
+#: calls (default 100) or ``max_age`` seconds, closing requests still in flight on the old
+#: pool: under concurrent load a share of calls failed with "Server disconnected". The
+#: setting is read from the service called, so both services keep their callers' pools
+#: for the life of the calling worker.
+KEEP_POOL = {"max_requests": 2**62, "max_age": 10.0**12}
 
 #: Route -> body model, for the request guard.
 BODIES: dict[str, type[BaseModel]] = {
@@ -111,12 +119,7 @@ def encoder_service(
         resources={"gpu": 1, "cpu": "2"},
         workers=1,
         traffic={"timeout": 120},
-        # BentoML's client of a dependency replaces its connection pool every
-        # `max_requests` calls (default 100) or `max_age` seconds, closing requests
-        # still in flight on the old pool: under concurrent load a share of calls fail
-        # with "Server disconnected". Callers reach this service over a local socket,
-        # so the pool is kept for the life of the worker.
-        runner_connection={"max_requests": 2**62, "max_age": 10.0**12},
+        runner_connection=KEEP_POOL,
     )
     class Encoder:
         """Text -> unit vectors; batches calls from every caller."""
@@ -180,6 +183,7 @@ def make_services(
         threads=settings.concurrency,
         traffic={"timeout": 60},
         http={"cors": {"enabled": False}},
+        runner_connection=KEEP_POOL,  # for the clients of services that depend on this one
     )
     class Recommender:
         """Recommendations, similar items, feedback and groups over HTTP; the operator
@@ -208,9 +212,10 @@ def make_services(
             return np.asarray(self.encoder.encode(texts), dtype=np.float32)
 
         @bentoml.api(input_spec=RecommendBody)
-        def recommend(self, **body: Any) -> JSONObject:
+        async def recommend(self, **body: Any) -> JSONObject:
             """Top-k items for a known user, a history of item ids, and/or a free-text query."""
-            return answer(lambda: self.handlers.recommend(RecommendBody.model_validate(body)))
+            b = RecommendBody.model_validate(body)
+            return await answer_async(self.handlers.recommend_async(b))
 
         @bentoml.api(input_spec=RecommendBatchBody)
         def recommend_batch(self, **body: Any) -> JSONList:

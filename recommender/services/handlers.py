@@ -12,9 +12,10 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import anyio.to_thread
 import numpy as np
 from starlette.responses import JSONResponse
 
@@ -35,9 +36,6 @@ from recommender.services.settings import ServiceSettings
 from recommender.serving import (
     EncodeFn,
     LoadedModel,
-    Recommendation,
-    Request,
-    recommend_batch,
     recommend_group,
     validate,
 )
@@ -45,6 +43,7 @@ from recommender.serving import (
 __all__ = [
     "Handlers",
     "answer",
+    "answer_async",
     "check_token",
     "freeze_heap",
     "groups_summary",
@@ -66,14 +65,18 @@ class Handlers:
         self.store = store
         self.settings = settings
         self.online = OnlineServing(lambda: self.model, store)  # follows a swapped model
-        # concurrent single requests are scored together (see recommender.services.batcher)
+        # concurrent requests are scored together (see recommender.services.batcher)
         self._batcher = RequestBatcher(self._recommend_many, max_batch=32)
 
     def _recommend_many(
-        self, items: list[tuple[Request, np.ndarray | None]]
-    ) -> list[Recommendation]:
-        reqs = [r for r, _ in items]
-        return recommend_batch(self._fresh(), reqs, query_vectors=[v for _, v in items])
+        self, items: Sequence[tuple[RecommendBody, np.ndarray | None]]
+    ) -> list[dict[str, Any]]:
+        bodies = [b for b, _ in items]
+        return self.online.recommend(
+            [b.to_request() for b in bodies],
+            [b.exclude_shown for b in bodies],
+            query_vectors=[v for _, v in items],
+        )
 
     @classmethod
     def open(
@@ -94,21 +97,23 @@ class Handlers:
         sync_feedback(model, self.store)
         return model
 
-    def recommend(self, body: RecommendBody) -> dict[str, Any]:
-        req = body.to_request()
-        model, arm = self.online.route(req.user_id)
-        if body.exclude_shown:
-            self.online.exclude_shown(model, req, body.exclude_shown)
-        if model is not self.model:  # an experiment arm on another version: unbatched
-            return self.online.recommend([req])[0]
-        # each request encodes its own query, so the encoder service batches them
-        # across requests and workers; scoring is then batched here
+    async def recommend_async(self, body: RecommendBody) -> dict[str, Any]:
+        """:meth:`recommend` on the event loop: scored with the requests waiting with it."""
         vec = None
-        if req.query and req.query.strip():
-            validate(self.model, req)
-            vec = self.model.encode([req.query.strip()])[0]
-        rec = self._batcher.submit((req, vec))
-        return self.online.served(rec, req.user_id, self.model, arm)
+        if body.query and body.query.strip():
+            # each request encodes its own query in a thread of its own, so the encoder
+            # service batches them across requests and workers
+            vec = await anyio.to_thread.run_sync(self._encode_query, body)
+        return await self._batcher.submit((body, vec))
+
+    def recommend(self, body: RecommendBody) -> dict[str, Any]:
+        """One request, answered in the calling thread through the same path."""
+        vec = self._encode_query(body) if body.query and body.query.strip() else None
+        return self._recommend_many([(body, vec)])[0]
+
+    def _encode_query(self, body: RecommendBody) -> np.ndarray:
+        validate(self.model, body.to_request())  # the query's length, before encoding it
+        return self.model.encode([body.query.strip()])[0]
 
     def recommend_batch(self, body: RecommendBatchBody) -> list[dict[str, Any]]:
         reqs = [b.to_request() for b in body.requests]
@@ -156,10 +161,22 @@ def answer(fn: Callable[[], Any], ctx: Any = None) -> Any:
     try:
         return fn()
     except RecbentoError as exc:
-        log.info("rejected request: %s", exc.message)
-        if ctx is not None:
-            ctx.response.status_code = exc.status_code
-        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+        return _rejected(exc, ctx)
+
+
+async def answer_async(work: Awaitable[Any], ctx: Any = None) -> Any:
+    """:func:`answer` for an async API: await ``work``, errors as JSON answers."""
+    try:
+        return await work
+    except RecbentoError as exc:
+        return _rejected(exc, ctx)
+
+
+def _rejected(exc: RecbentoError, ctx: Any) -> JSONResponse:
+    log.info("rejected request: %s", exc.message)
+    if ctx is not None:
+        ctx.response.status_code = exc.status_code
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code)
 
 
 def check_token(headers: Mapping[str, str] | None, *, env: str = "RECBENTO_API_TOKEN") -> None:

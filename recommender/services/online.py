@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from recommender.errors import StorageError
 from recommender.experiments import Experiment, active_experiment
 from recommender.impressions import Impression, ImpressionLog, shown_items
@@ -91,14 +93,19 @@ class OnlineServing:
         reqs: Sequence[Request],
         exclude_shown: Sequence[int | None] | None = None,
         *,
+        query_vectors: Sequence[np.ndarray | None] | None = None,
         log_impressions: bool = True,
     ) -> list[dict[str, Any]]:
         """Answer ``reqs`` (each on its arm's model); JSON-able dicts with ``request_id``.
 
-        ``log_impressions=False`` previews the lists (the dashboard): same arms, same
-        request path, but no ``request_id``, impression or counter.
+        ``query_vectors`` are queries the deployment's encoder already encoded; an arm
+        on another version encodes its own. ``log_impressions=False`` previews the lists
+        (the dashboard): same arms, same request path, but no ``request_id``,
+        impression or counter.
         """
         exclude_shown = exclude_shown or [None] * len(reqs)
+        query_vectors = query_vectors or [None] * len(reqs)
+        current = self.model
         routes = [self.route(r.user_id) for r in reqs]
         for req, n, (model, _) in zip(reqs, exclude_shown, routes, strict=True):
             if n:
@@ -108,7 +115,8 @@ class OnlineServing:
             idx = [i for i, (m, _) in enumerate(routes) if m.tag == tag]
             model = routes[idx[0]][0]
             sync_feedback(model, self.store)
-            recs = recommend_batch(model, [reqs[i] for i in idx])
+            vectors = [query_vectors[i] if model is current else None for i in idx]
+            recs = recommend_batch(model, [reqs[i] for i in idx], query_vectors=vectors)
             for i, rec in zip(idx, recs, strict=True):
                 if log_impressions:
                     out[i] = self.served(rec, reqs[i].user_id, model, routes[i][1])
