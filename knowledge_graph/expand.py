@@ -40,6 +40,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.errors import InputError
+from recommender.topk import select
 
 __all__ = [
     "QueryMatch",
@@ -198,22 +199,17 @@ def _excluded(seeds: np.ndarray, exclude: np.ndarray | None) -> np.ndarray:
 def top_n(
     scores: np.ndarray, n: int | None = None, *, exclude: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and values of the ``n`` largest positive scores, best first.
+    """Indices and values of the ``n`` largest positive scores, best first (ties: lower index).
 
     >>> top_n(np.array([0.1, 0.0, 0.5, 0.5]), 2)[0].tolist()
     [2, 3]
     """
-    s = np.asarray(scores, dtype=np.float64)
-    if exclude is not None and len(exclude):
-        s = s.copy()
-        s[np.asarray(exclude, dtype=np.int64)] = 0.0
-    pos = np.flatnonzero(s > 0)
-    if n is not None and 0 <= n < pos.size:
-        part = np.argpartition(-s[pos], n - 1)[:n] if n > 0 else np.zeros(0, np.int64)
-        pos = pos[part]
-    order = np.lexsort((pos, -s[pos]))
-    pos = pos[order]
-    return pos.astype(np.int64), s[pos]
+    s = np.ascontiguousarray(scores, dtype=np.float64)
+    k = s.size if n is None or n < 0 else int(n)
+    if k == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    ex = np.zeros(0, np.int64) if exclude is None else np.ascontiguousarray(exclude, np.int64)
+    return select(s, k, ex, np.zeros(0, dtype=np.bool_), 0.0)
 
 
 def blend(

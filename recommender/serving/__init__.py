@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from recommender.serving.model import EncodeFn, LoadedModel, load_encoder, load_model
-from recommender.serving.path import recommend_batch, recommend_group, similar_items, validate
+from recommender.serving.path import (
+    recommend_batch,
+    recommend_group,
+    similar_items,
+    validate,
+    warm_up,
+)
 from recommender.serving.types import (
     GroupRequest,
     Recommendation,
@@ -24,4 +30,5 @@ __all__ = [
     "recommend_group",
     "similar_items",
     "validate",
+    "warm_up",
 ]

@@ -36,7 +36,7 @@ from recommender.topk import top_k
 if TYPE_CHECKING:
     from recommender.serving.model import LoadedModel
 
-__all__ = ["recommend_batch", "recommend_group", "similar_items", "validate"]
+__all__ = ["recommend_batch", "recommend_group", "similar_items", "validate", "warm_up"]
 
 
 def recommend_batch(
@@ -141,3 +141,14 @@ def validate(model: LoadedModel, req: Request) -> None:
             field="query",
             value=len(req.query),
         )
+
+
+def warm_up(model: LoadedModel) -> None:
+    """Answer a cold start and a one-item history that nobody asked for.
+
+    The path's compiled loops (:mod:`recommender.topk`, :mod:`recommender.rerank_greedy`)
+    are compiled, or read from Numba's cache, on their first call: a worker calls this
+    when it starts so that its first real requests do not wait for that.
+    """
+    if model.n_items:
+        recommend_batch(model, [Request(k=1), Request(history=[model.catalogue.ids[0]], k=1)])

@@ -1,0 +1,65 @@
+"""The one top-k: the same ranking as sorting every eligible score, ties by lower index."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from knowledge_graph.expand import top_n
+from recommender.topk import top_k
+
+
+def _by_sorting(row, k, exclude, allowed, above=-np.inf):
+    """The definition: every eligible entry sorted by (-score, index), the first k."""
+    row = np.asarray(row)
+    ok = np.isfinite(row) & (row > above) & allowed
+    ok[exclude] = False
+    idx = np.flatnonzero(ok)
+    order = np.lexsort((idx, -row[idx]))
+    return idx[order][:k].tolist()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(1, 300),
+    k=st.integers(1, 60),
+    levels=st.sampled_from([3, 20, 10**6]),  # few levels: many ties at the cut
+    seed=st.integers(0, 10**6),
+)
+def test_top_k_is_the_sorted_eligible_prefix(n, k, levels, seed):
+    rng = np.random.default_rng(seed)
+    row = (rng.integers(0, levels, n) / levels).astype(np.float32)
+    row[rng.random(n) < 0.1] = -np.inf
+    exclude = rng.integers(0, n, rng.integers(0, 6))
+    allowed = rng.random(n) < 0.8
+    idx, sc = top_k(row, k, exclude=[exclude], allowed=allowed)
+    want = _by_sorting(row, k, exclude, allowed)
+    assert idx[0][: len(want)].tolist() == want
+    assert (idx[0][len(want) :] == -1).all() and np.isneginf(sc[0][len(want) :]).all()
+    np.testing.assert_array_equal(sc[0][: len(want)], row[want])
+
+
+def test_ties_at_the_cut_go_to_the_lower_index():
+    row = np.array([0, 2, 3, 3, 1, 2, 0, 1, 3, 2, 0, 3, 3, 1], dtype=np.float32)
+    # the four 3s, then two of the three 2s: items 1 and 5, not 9
+    assert top_k(row, 6)[0][0].tolist() == [2, 3, 8, 11, 12, 1]
+    assert top_k(row, 7)[0][0].tolist() == [2, 3, 8, 11, 12, 1, 5]
+
+
+def test_rows_of_a_matrix_are_ranked_apart():
+    scores = np.array([[0.1, 0.9, 0.5], [0.7, 0.2, 0.7]])
+    idx, _ = top_k(scores, 2, exclude=[np.array([1]), np.array([], dtype=int)])
+    assert idx.tolist() == [[2, 0], [0, 2]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 200), k=st.integers(0, 40), seed=st.integers(0, 10**6))
+def test_graph_top_n_keeps_positive_scores_in_float64(n, k, seed):
+    rng = np.random.default_rng(seed)
+    scores = np.round(rng.normal(size=n), 2)  # ties and non-positive scores
+    exclude = rng.integers(0, n, 3)
+    idx, vals = top_n(scores, k, exclude=exclude)
+    want = _by_sorting(scores, k, exclude, np.ones(n, bool), above=0.0)
+    assert idx.tolist() == want and vals.dtype == np.float64
+    np.testing.assert_array_equal(vals, scores[want])
