@@ -264,22 +264,29 @@ class ImpressionLog:
         )
 
     def _run(self) -> None:
+        full = False
         while True:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
-            until = time.monotonic() + self.linger
+            if not full:
+                # gather what arrives meanwhile while asleep: a writer waiting on the
+                # queue is woken by every put, a thread switch per served list
+                time.sleep(self.linger)
+            batch, stop = [first], False
             while len(batch) < self.batch:
                 try:
-                    nxt = self._queue.get(timeout=max(until - time.monotonic(), 0.0))
+                    nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:
-                    self._write(batch)
-                    return
+                    stop = True
+                    break
                 batch.append(nxt)
+            full = len(batch) == self.batch  # more may be waiting: no sleep next time
             self._write(batch)
+            if stop:
+                return
 
     def _write(self, batch: list[Impression]) -> None:
         try:

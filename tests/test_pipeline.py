@@ -6,7 +6,7 @@ import pytest
 
 from recommender.errors import InputError, NotFoundError
 from recommender.refresh import apply_events
-from recommender.serving import Request, load_model
+from recommender.serving import Request, load_model, recommend_batch
 from recommender.topk import top_k
 
 
@@ -268,8 +268,6 @@ def test_approximate_index_gives_the_exact_answers_on_a_small_catalogue(toy_bund
 
 
 def test_queries_encode_in_one_call_unless_given(toy_bundle):
-    from recommender.serving import recommend_batch
-
     calls: list[list[str]] = []
 
     def encode(texts):
@@ -286,12 +284,10 @@ def test_queries_encode_in_one_call_unless_given(toy_bundle):
     assert [ids(a) for a in again] == [ids(f) for f in first]
 
 
-def test_exact_scoring_answers_the_same_without_the_transposed_copy(reranked):
-    import dataclasses
-
-    assert reranked.vectors_t is not None  # a small catalogue keeps the in-order copy
-    plain = dataclasses.replace(reranked, vectors_t=None)  # what a large catalogue does
-    for req in (Request(user_id=10, k=4), Request(history=[4, 5], k=3), Request(user_id=30)):
-        a, b = reranked.recommend(req), plain.recommend(req)
-        assert [i.item_id for i in a.items] == [i.item_id for i in b.items]
-        assert [i.score for i in a.items] == pytest.approx([i.score for i in b.items], abs=1e-6)
+def test_a_request_scores_the_same_alone_and_in_a_batch(reranked):
+    reqs = [Request(user_id=10, k=4), Request(history=[4, 5], k=3), Request(user_id=30)]
+    together = recommend_batch(reranked, reqs)
+    for req, batched in zip(reqs, together, strict=True):
+        alone = recommend_batch(reranked, [req])[0]
+        assert [i.item_id for i in alone.items] == [i.item_id for i in batched.items]
+        assert [i.score for i in alone.items] == [i.score for i in batched.items]  # exactly

@@ -82,11 +82,6 @@ class LoadedModel:
         Stored user id -> row of the groups' labels.
     encode_fn : callable or None
         Query encoder; the bundle's checkpoint is loaded on first use when ``None``.
-    vectors_t : ndarray or None
-        ``item_vectors`` transposed and contiguous, ``(dim, n_items)``, for exact scoring
-        (a user vector times it reads memory in order: the fastest way to score every
-        item); kept up to :data:`TRANSPOSED_MAX_BYTES`, ``None`` above it and when the
-        approximate index scores.
     """
 
     tag: str | None
@@ -107,7 +102,6 @@ class LoadedModel:
     new_items: np.ndarray | None
     user_rows: dict[Any, int]
     encode_fn: EncodeFn | None = None
-    vectors_t: np.ndarray | None = None
 
     @property
     def n_items(self) -> int:
@@ -195,7 +189,6 @@ def load_model(
         new_items=None if tower is None else np.asarray(tower.new_item_mask(len(catalogue))),
         user_rows={native(u): i for i, u in enumerate(bundle.user_ids)},
         encode_fn=encode,
-        vectors_t=_transposed(vectors) if ann is None else None,
     )
     log.info(
         "model %s ready: %d items, %d users in %.2fs",
@@ -235,16 +228,6 @@ def _reranker(
         group_popularity=None if groups is None else groups.group_popularity_,
         config=config.rerank,
     )
-
-
-#: Largest item-vector matrix kept a second time, transposed, for exact scoring (64 MiB:
-#: 43k items at 384 dimensions). Above it exact scoring multiplies the transposed view
-#: rather than hold a second copy in every API worker.
-TRANSPOSED_MAX_BYTES = 64 * 2**20
-
-
-def _transposed(vectors: np.ndarray) -> np.ndarray | None:
-    return np.ascontiguousarray(vectors.T) if vectors.nbytes <= TRANSPOSED_MAX_BYTES else None
 
 
 def _index(vectors: np.ndarray, serving: ServingConfig) -> VectorIndex | None:

