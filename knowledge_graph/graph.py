@@ -73,10 +73,8 @@ class KnowledgeGraph:
         Entities linked to at least one item, sorted; ``entity_pos`` maps back.
     A : scipy.sparse.csr_matrix
         ``(n_items, n_entities)`` edge weights (IDF x column weight).
-    AT : scipy.sparse.csr_matrix
-        Its transpose (the entity -> item step of a walk).
-    A_norm, AT_norm : scipy.sparse.csr_matrix
-        ``A`` with unit-L2 rows (explanations, ``method="cosine"``), and its transpose.
+    A_norm : scipy.sparse.csr_matrix
+        ``A`` with unit-L2 rows (explanations, ``method="cosine"``).
     """
 
     def __init__(self, G: nx.Graph) -> None:
@@ -115,8 +113,6 @@ class KnowledgeGraph:
         self.A = sp.csr_matrix((vals, (rows, cols)), shape=shape, dtype=np.float64)
         self.A.sort_indices()
         self.A_norm = normalize_rows(self.A)
-        self.AT = sp.csr_matrix(self.A.T)
-        self.AT_norm = sp.csr_matrix(self.A_norm.T)
         self._ppr: tuple[sp.csr_matrix, sp.csr_matrix] | None = None
         labels = {n: str(G.nodes[n].get("label", n)) for n in self.entity_nodes}
         self._query = QueryIndex(labels, self.titles)
@@ -239,7 +235,7 @@ class KnowledgeGraph:
         q = [self.entity_pos[e] for e in query_entities if e in self.entity_pos]
         seeds = np.asarray(seeds, dtype=np.int64)
         if method in ("two_hop", "cosine"):
-            A, AT = (self.A, self.AT) if method == "two_hop" else (self.A_norm, self.AT_norm)
+            A = self.A if method == "two_hop" else self.A_norm
             return two_hop(
                 A,
                 seeds,
@@ -248,7 +244,6 @@ class KnowledgeGraph:
                 query_weight=query_weight,
                 n=n,
                 exclude=exclude,
-                AT_norm=AT,
             )
         if method == "ppr":
             P_ie, P_ei = self._transitions()
