@@ -4,7 +4,7 @@
 variable                        default    meaning
 ==============================  =========  ==============================================
 RECBENTO_WORKERS                2          worker processes of the API service
-RECBENTO_CONCURRENCY            16         requests one API worker runs at once (threads)
+RECBENTO_CONCURRENCY            16         sync API calls one API worker runs at once (threads)
 RECBENTO_API_THREADS            1          BLAS / torch threads per API worker
 RECBENTO_MAX_BODY_BYTES         1048576    larger request bodies get 413
 RECBENTO_MAX_EVENTS             1000       events per ``feedback`` call
@@ -49,9 +49,9 @@ _RANGES = {name: {"low": 0 if name in _OFF_AT_0 else 1, "whole": True} for name 
 class ServiceSettings:
     """Process and request limits of recbento's services (see the module table).
 
-    ``concurrency`` is BentoML's ``threads``: sync APIs run that many calls at once
-    per worker, so concurrent free-text requests reach the encoder together and
-    batch there. ``encode_max_latency_ms`` is generous on purpose: on a 2-core CPU a
+    ``concurrency`` is BentoML's ``threads``: the sync APIs (all but ``recommend``,
+    which is async and batches on the event loop) run that many calls at once per
+    worker. ``encode_max_latency_ms`` is generous on purpose: on a 2-core CPU a
     batch of 64 short texts takes about 160 ms, and a tight budget makes BentoML shed
     load with 503s.
     """
