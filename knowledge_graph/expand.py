@@ -37,11 +37,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 
 from recommender.errors import InputError
+from recommender.jit import njit
 from recommender.topk import select
 
 __all__ = [
@@ -153,7 +153,7 @@ def two_hop(
     return top_n(scores, n, exclude=_excluded(seeds, exclude))
 
 
-@numba.njit(cache=True, nogil=True)
+@njit()
 def _seed_entities(
     indptr: np.ndarray,
     indices: np.ndarray,

@@ -19,13 +19,14 @@ with ``c_e = a_t qsum_e + alpha p_e`` (positive, as ``alpha > 0`` and ``p_e > 0`
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from recommender.jit import njit
 
 __all__ = ["greedy_pick"]
 
 
-@numba.njit(cache=True, nogil=True)
+@njit()
 def greedy_pick(
     cand: np.ndarray,
     relevance_part: np.ndarray,

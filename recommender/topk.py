@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numba
 import numpy as np
+
+from recommender.jit import njit
 
 __all__ = ["select", "top_k"]
 
@@ -71,7 +72,7 @@ def top_k(
     return idx, out
 
 
-@numba.njit(cache=True, nogil=True)
+@njit()
 def select(
     row: np.ndarray, k: int, exclude: np.ndarray, allowed: np.ndarray, above: float
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled

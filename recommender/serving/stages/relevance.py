@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import numba
 import numpy as np
 
+from recommender.jit import njit
 from recommender.serving.types import Request, UserState
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def relevance(
     return scores, trained
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@njit(fastmath=True)
 def cosines(
     item_vectors: np.ndarray, users: np.ndarray, out: np.ndarray
 ) -> None:  # pragma: no cover - compiled
