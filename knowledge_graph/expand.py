@@ -162,7 +162,7 @@ def _seed_entities(
     s: np.ndarray,
     n_ent: int,
 ) -> np.ndarray:  # pragma: no cover - compiled
-    """``A.T @ s`` read from the seeds' rows of ``A`` only (``rows``: where ``s > 0``).
+    """``A.T @ s`` read from the seeds' rows of ``A`` only (``rows``: where ``s != 0``).
 
     A history touches a few dozen of the catalogue's rows; the transposed product read
     every link. The rows go in ascending order, so each entity's sum adds the same

@@ -213,7 +213,7 @@ class ImpressionLog:
     ) -> None:
         self.store = store
         self.batch = batch
-        self.linger = linger
+        self.linger = max(float(linger), 0.0)
         self.written = self.dropped = self.failed = 0
         self._queue: queue.Queue[Impression | None] = queue.Queue(maxsize=max_queue)
         self._idle = threading.Condition()

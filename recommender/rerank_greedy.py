@@ -64,6 +64,7 @@ def greedy_pick(
         there are enough (0: no floor).
     """
     n = cand.size
+    k = min(k, n)  # never more picks than candidates
     s = p.size
     maxsim = np.zeros(n)
     taken = np.zeros(n, dtype=np.bool_)

@@ -33,12 +33,13 @@ def top_k(
     Parameters
     ----------
     scores : ndarray
-        Higher is better; ``-inf`` marks items that may not be returned. Compared as
-        float32.
+        Higher is better; ``-inf`` marks items that may not be returned (nor is any
+        other non-finite score). Compared as float32.
     k : int
         Items per row, at least 1.
     exclude : sequence of int arrays, optional
-        ``exclude[i]`` lists item indices never returned for row ``i``.
+        ``exclude[i]`` lists item indices never returned for row ``i`` (one array per
+        row, each index in ``0..n-1``).
     allowed : bool ndarray, optional
         Mask over items, ``(n,)`` shared by every row or ``(b, n)``.
 
@@ -57,16 +58,21 @@ def top_k(
     [[1, 0, 2]]
     """
     s = np.ascontiguousarray(np.atleast_2d(scores), dtype=np.float32)
-    b = s.shape[0]
+    b, n = s.shape
     k = max(int(k), 0)
     idx = np.full((b, k), -1, dtype=np.int64)
     out = np.full((b, k), -np.inf, dtype=np.float32)
     if k == 0:
         return idx, out
-    mask = None if allowed is None else np.ascontiguousarray(allowed, dtype=np.bool_)
+    # a mask of another shape raises here, as broadcasting it did
+    masks = None if allowed is None else np.broadcast_to(np.asarray(allowed, np.bool_), s.shape)
+    if exclude is not None and len(exclude) != b:
+        raise ValueError(f"exclude has {len(exclude)} index arrays for {b} rows of scores")
     for i in range(b):
         ex = _NO_ITEMS if exclude is None else np.ascontiguousarray(exclude[i], dtype=np.int64)
-        m = _NO_MASK if mask is None else (mask if mask.ndim == 1 else mask[i])
+        if ex.size and (ex.min() < 0 or ex.max() >= n):
+            raise IndexError(f"exclude[{i}] holds an index outside 0..{n - 1}")
+        m = _NO_MASK if masks is None else np.ascontiguousarray(masks[i])
         got, val = select(s[i], k, ex, m, -np.inf)
         idx[i, : got.size], out[i, : got.size] = got, val
     return idx, out
@@ -82,6 +88,8 @@ def select(
     is a mask of those that may be. Best first, ties by the lower index.
     """
     n = row.size
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=row.dtype)
     banned = np.zeros(n, dtype=np.bool_)
     for j in exclude:
         if 0 <= j < n:

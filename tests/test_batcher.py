@@ -94,3 +94,37 @@ def test_a_bad_request_fails_alone(toy_bundle, tmp_path, monkeypatch):
         )
     with pytest.raises(NotFoundError):
         h.recommend(RecommendBody(history=[404]))
+
+
+def test_a_batch_that_answers_wrongly_fails_its_requests_not_the_ones_after():
+    calls: list[int] = []
+
+    def short(xs):
+        calls.append(len(xs))
+        return list(xs)[1:] if len(xs) > 1 else list(xs)  # one answer missing for a batch
+
+    async def main():
+        b = RequestBatcher(short)
+        pair = asyncio.gather(b.submit(1), b.submit(2), return_exceptions=True)
+        first = await asyncio.wait_for(pair, 5)
+        return first, await asyncio.wait_for(b.submit(3), 5)
+
+    (first, later) = asyncio.run(main())
+    assert first == [1, 2]  # the batch was answered again one by one
+    assert later == 3 and calls == [2, 1, 1, 1]
+
+
+def test_requests_left_on_a_closed_loop_do_not_block_the_next_loop():
+    gate = threading.Event()
+
+    def slow(xs):
+        gate.wait(5)
+        return list(xs)
+
+    b = RequestBatcher(slow)
+    loop = asyncio.new_event_loop()
+    with pytest.raises(asyncio.TimeoutError):  # the caller gives up; the loop is dropped
+        loop.run_until_complete(asyncio.wait_for(b.submit("old"), 0.05))
+    loop.close()
+    gate.set()
+    assert asyncio.run(asyncio.wait_for(b.submit("new"), 5)) == "new"

@@ -181,3 +181,35 @@ def test_a_model_swapped_in_answers_and_is_logged(handlers, versions) -> None:
     handlers.model = newer  # what the reload watcher does
     out = handlers.recommend(RecommendBody(user_id=10, k=2))
     assert out["model"] == versions[1]
+
+
+def test_a_batch_that_fails_in_one_arm_logs_each_answer_once(handlers, versions) -> None:
+    import asyncio
+
+    from recommender.errors import InputError
+    from recommender.experiments import Arm, Experiment, start_experiment
+    from recommender.impressions import impressions_frame
+
+    exp = Experiment("dup-test", (Arm("control", versions[0], 0.5), Arm("new", versions[1], 0.5)))
+    start_experiment(handlers.store, exp)
+    users = [10, 20, 30, 40, 50, 60, 70, 80]
+    first = exp.assign(users[0]).name
+    good = [u for u in users if exp.assign(u).name == first]
+    other = next(u for u in users if exp.assign(u).name != first)
+    # the first arm's lists are scored before the other arm's bad request fails the batch,
+    # which is then answered request by request
+    bodies = [RecommendBody(user_id=u, k=2) for u in good] + [RecommendBody(user_id=other, k=999)]
+    before = _served(first)
+
+    async def together():
+        return await asyncio.gather(
+            *(handlers.recommend_async(b) for b in bodies), return_exceptions=True
+        )
+
+    answers = asyncio.run(together())
+    assert isinstance(answers[-1], InputError) and answers[-1].field == "k"
+    assert _served(first) - before == len(good)
+    handlers.online.impressions.flush()
+    logged = impressions_frame(handlers.store)
+    assert len(logged) == len(good)
+    assert sorted(logged["request_id"]) == sorted(a["request_id"] for a in answers[:-1])

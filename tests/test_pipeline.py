@@ -291,3 +291,9 @@ def test_a_request_scores_the_same_alone_and_in_a_batch(reranked):
         alone = recommend_batch(reranked, [req])[0]
         assert [i.item_id for i in alone.items] == [i.item_id for i in batched.items]
         assert [i.score for i in alone.items] == [i.score for i in batched.items]  # exactly
+
+
+def test_a_query_vector_of_another_size_is_refused(rec):
+    with pytest.raises(InputError, match="query_vectors have 3 dimensions") as err:
+        recommend_batch(rec, [Request(query="crime", k=2)], query_vectors=[np.ones(3, np.float32)])
+    assert err.value.field == "query_vectors"

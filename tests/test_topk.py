@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -63,3 +64,16 @@ def test_graph_top_n_keeps_positive_scores_in_float64(n, k, seed):
     want = _by_sorting(scores, k, exclude, np.ones(n, bool), above=0.0)
     assert idx.tolist() == want and vals.dtype == np.float64
     np.testing.assert_array_equal(vals, scores[want])
+
+
+def test_masks_and_exclusions_that_do_not_fit_the_scores_are_refused():
+    scores = np.array([[0.1, 0.9, 0.5], [0.7, 0.2, 0.3]])
+    # a (1, n) mask is shared by every row, as broadcasting it would be
+    idx, _ = top_k(scores, 1, allowed=np.array([[True, False, True]]))
+    assert idx.tolist() == [[2], [0]]
+    with pytest.raises(ValueError):
+        top_k(scores, 1, allowed=np.array([True, False]))  # another length
+    with pytest.raises(ValueError, match="exclude has 1 index arrays for 2 rows"):
+        top_k(scores, 1, exclude=[np.array([1])])
+    with pytest.raises(IndexError, match=r"exclude\[0\] holds an index outside 0..2"):
+        top_k(scores, 1, exclude=[np.array([3]), np.array([], dtype=int)])

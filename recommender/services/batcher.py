@@ -3,8 +3,8 @@
 Scoring one user reads the whole item-vector matrix (a matrix-vector product bound by
 memory bandwidth); scoring several reads it once. :class:`RequestBatcher` does
 continuous batching on the worker's event loop: a request's coroutine queues it and
-waits; while no batch is running, the requests waiting (up to ``max_batch``) go to a
-worker thread together, through :func:`~recommender.serving.recommend_batch` at once.
+waits; while no batch is running, the requests waiting (up to ``max_batch``) go to the
+batcher's own thread together, through :func:`~recommender.serving.recommend_batch` at once.
 Requests that arrive meanwhile form the next batch. Nothing waits for a batch to fill:
 an idle worker answers a lone request at once, and batches grow only as requests queue
 up under load. Each batch costs one hand-over to a thread and one back, where a sync
@@ -17,11 +17,11 @@ answered again request by request, so each gets its own answer or its own error.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
-
-import anyio.to_thread
 
 __all__ = ["RequestBatcher"]
 
@@ -32,13 +32,14 @@ Ans = TypeVar("Ans")
 
 
 class RequestBatcher(Generic[Req, Ans]):
-    """Run ``fn`` in a worker thread over batches of whatever requests are waiting.
+    """Run ``fn`` in a thread of its own over batches of whatever requests are waiting.
 
     Parameters
     ----------
     fn : callable
         ``list of requests -> list of answers``, one answer per request, in order.
-        It runs in a worker thread, one batch at a time.
+        It runs in the batcher's own thread, one batch at a time, so a pool of threads
+        busy elsewhere (queries waiting for the encoder) never holds it up.
     max_batch : int
         Most requests in one call.
 
@@ -54,38 +55,55 @@ class RequestBatcher(Generic[Req, Ans]):
         self.max_batch = max_batch
         self._pending: list[tuple[Req, asyncio.Future]] = []
         self._drainer: asyncio.Task | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recbento-batch")
 
     async def submit(self, request: Req) -> Ans:
         """The answer to ``request`` (its own exception when it fails)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._pending.append((request, fut))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = loop.create_task(self._drain())
+        self._ensure_drainer(loop)
         return await fut
 
+    def _ensure_drainer(self, loop: asyncio.AbstractEventLoop) -> None:
+        d = self._drainer
+        if d is None or d.done() or d.get_loop() is not loop:  # none, ended, or a closed loop's
+            self._drainer = loop.create_task(self._drain())
+
     async def _drain(self) -> None:
-        while self._pending:
-            batch = self._pending[: self.max_batch]
-            del self._pending[: self.max_batch]
+        loop = asyncio.get_running_loop()
+        while True:
+            # requests whose caller went away (a timeout, a closed connection, a loop
+            # that was shut down) are neither scored nor logged
+            live = [(r, f) for r, f in self._pending if not f.done() and f.get_loop() is loop]
+            batch, self._pending = live[: self.max_batch], live[self.max_batch :]
+            if not batch:
+                return
+            work = [r for r, _ in batch]
             try:
-                outcomes = await anyio.to_thread.run_sync(self._answer, [r for r, _ in batch])
-            except BaseException as exc:  # the hand-over itself failed (shutdown)
+                outcomes = await loop.run_in_executor(
+                    self._thread, contextvars.copy_context().run, self._answer, work
+                )
+            except asyncio.CancelledError:  # the loop is shutting down
                 for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError(exc))
+                    fut.cancel()
                 raise
+            except Exception as exc:  # noqa: BLE001 - the hand-over failed: tell each caller
+                outcomes = [(False, exc)] * len(batch)
             for (_, fut), (ok, value) in zip(batch, outcomes, strict=True):
-                if fut.done():  # its caller went away
+                if fut.done():
                     continue
                 if ok:
                     fut.set_result(value)
                 else:
-                    fut.set_exception(value)
+                    fut.set_exception(value)  # type: ignore[arg-type]
 
     def _answer(self, batch: list[Req]) -> list[tuple[bool, object]]:
         try:
-            return [(True, a) for a in self.fn(batch)]
+            answers = list(self.fn(batch))
+            if len(answers) != len(batch):
+                raise RuntimeError(f"{len(answers)} answers for {len(batch)} requests")
+            return [(True, a) for a in answers]
         except Exception as exc:  # noqa: BLE001 - handed to the request it belongs to
             if len(batch) == 1:
                 return [(False, exc)]

@@ -2,20 +2,23 @@
 
 :class:`Handlers` holds one worker's loaded model and its feedback store; the BentoML
 classes of :mod:`recommender.services.factory` call one method per API. Domain errors
-become JSON answers with their 4xx status in one place, :func:`answer`.
+become JSON answers with their 4xx status in one place, :func:`answer` (and
+:func:`answer_async` for the async ``recommend``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import gc
 import hmac
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import anyio.to_thread
 import numpy as np
 from starlette.responses import JSONResponse
 
@@ -68,6 +71,9 @@ class Handlers:
         self.online = OnlineServing(lambda: self.model, store)  # follows a swapped model
         # concurrent requests are scored together (see recommender.services.batcher)
         self._batcher = RequestBatcher(self._recommend_many, max_batch=32)
+        # queries wait for the encoder service in threads of their own, at most
+        # RECBENTO_CONCURRENCY at once, apart from the pool other APIs use
+        self._encoding = ThreadPoolExecutor(settings.concurrency, "recbento-encode")
 
     def _recommend_many(
         self, items: Sequence[tuple[RecommendBody, np.ndarray | None]]
@@ -105,7 +111,9 @@ class Handlers:
         if body.query and body.query.strip():
             # each request encodes its own query in a thread of its own, so the encoder
             # service batches them across requests and workers
-            vec = await anyio.to_thread.run_sync(self._encode_query, body)
+            loop = asyncio.get_running_loop()
+            call = contextvars.copy_context().run
+            vec = await loop.run_in_executor(self._encoding, call, self._encode_query, body)
         return await self._batcher.submit((body, vec))
 
     def recommend(self, body: RecommendBody) -> dict[str, Any]:

@@ -110,7 +110,7 @@ class OnlineServing:
         for req, n, (model, _) in zip(reqs, exclude_shown, routes, strict=True):
             if n:
                 self.exclude_shown(model, req, n)
-        out: list[dict[str, Any] | None] = [None] * len(reqs)
+        answered: list[Recommendation | None] = [None] * len(reqs)
         for tag in dict.fromkeys(m.tag for m, _ in routes):
             idx = [i for i, (m, _) in enumerate(routes) if m.tag == tag]
             model = routes[idx[0]][0]
@@ -118,12 +118,17 @@ class OnlineServing:
             vectors = [query_vectors[i] if model is current else None for i in idx]
             recs = recommend_batch(model, [reqs[i] for i in idx], query_vectors=vectors)
             for i, rec in zip(idx, recs, strict=True):
-                if log_impressions:
-                    out[i] = self.served(rec, reqs[i].user_id, model, routes[i][1])
-                else:
-                    rec.arm = routes[i][1]
-                    out[i] = rec.to_dict()
-        return out  # type: ignore[return-value]
+                answered[i] = rec
+        # logged only once every arm has answered: a batch that fails part-way is
+        # answered again request by request, and must not have logged impressions
+        out = []
+        for rec, req, (model, arm) in zip(answered, reqs, routes, strict=True):
+            if log_impressions:
+                out.append(self.served(rec, req.user_id, model, arm))
+            else:
+                rec.arm = arm
+                out.append(rec.to_dict())
+        return out
 
     def served(
         self, rec: Recommendation, user_id: Any, model: LoadedModel, arm: str | None = None

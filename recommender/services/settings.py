@@ -51,9 +51,9 @@ class ServiceSettings:
 
     ``concurrency`` is BentoML's ``threads``: the sync APIs (all but ``recommend``,
     which is async and batches on the event loop) run that many calls at once per
-    worker. ``encode_max_latency_ms`` is generous on purpose: on a 2-core CPU a
-    batch of 64 short texts takes about 160 ms, and a tight budget makes BentoML shed
-    load with 503s.
+    worker, and ``recommend`` encodes that many free-text queries at once.
+    ``encode_max_latency_ms`` is generous on purpose: on a 2-core CPU a batch of 64
+    short texts takes about 160 ms, and a tight budget makes BentoML shed load with 503s.
     """
 
     workers: int = 2

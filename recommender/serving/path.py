@@ -45,7 +45,7 @@ def recommend_batch(
     *,
     query_vectors: Sequence[np.ndarray | None] | None = None,
 ) -> list[Recommendation]:
-    """Answer many requests; relevance is one matrix product for the batch.
+    """Answer many requests; relevance is one pass over the item vectors for the batch.
 
     ``query_vectors`` (one per request, ``None`` where there is no query or it is to be
     encoded here) lets a caller encode queries itself.

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from recommender.errors import InputError
 from recommender.jit import njit
 from recommender.serving.types import Request, UserState
 
@@ -31,6 +32,13 @@ def relevance(
     """Relevance rows and, per request, whether the trained tower scored it."""
     if model.index is None:
         users = np.stack([st.vector for st in states]).astype(np.float32, copy=False)
+        dim = model.item_vectors.shape[1]
+        if users.shape[1] != dim:  # a query vector from another encoder
+            raise InputError(
+                f"query_vectors have {users.shape[1]} dimensions; the model's items have {dim}",
+                field="query_vectors",
+                value=users.shape[1],
+            )
         scores = np.empty((len(states), model.n_items), dtype=np.float32)
         cosines(model.item_vectors, users, scores)
     else:
@@ -72,6 +80,8 @@ def cosines(
     against 0.36 for a BLAS product per request with the matrix out of cache.
     """
     n, d = item_vectors.shape
+    if users.shape[1] != d or out.shape[0] != users.shape[0] or out.shape[1] != n:
+        raise ValueError("cosines: item_vectors (n, d), users (b, d) and out (b, n) disagree")
     for i in range(n):
         for r in range(users.shape[0]):
             acc = np.float32(0.0)
