@@ -4,7 +4,7 @@ Scoring one user reads the whole item-vector matrix (a matrix-vector product bou
 memory bandwidth); scoring several reads it once. :class:`RequestBatcher` does
 continuous batching on the worker's event loop: a request's coroutine queues it and
 waits; while no batch is running, the requests waiting (up to ``max_batch``) go to the
-batcher's own thread together, through :func:`~recommender.serving.recommend_batch` at once.
+batcher's thread together, through :func:`~recommender.serving.recommend_batch` at once.
 Requests that arrive meanwhile form the next batch. Nothing waits for a batch to fill:
 an idle worker answers a lone request at once, and batches grow only as requests queue
 up under load. Each batch costs one hand-over to a thread and one back, where a sync
@@ -17,11 +17,12 @@ answered again request by request, so each gets its own answer or its own error.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
+
+import anyio
+import anyio.to_thread
 
 __all__ = ["RequestBatcher"]
 
@@ -38,8 +39,8 @@ class RequestBatcher(Generic[Req, Ans]):
     ----------
     fn : callable
         ``list of requests -> list of answers``, one answer per request, in order.
-        It runs in the batcher's own thread, one batch at a time, so a pool of threads
-        busy elsewhere (queries waiting for the encoder) never holds it up.
+        It runs in a worker thread of its own, one batch at a time, so threads busy
+        elsewhere (queries waiting for the encoder) never hold it up.
     max_batch : int
         Most requests in one call.
 
@@ -55,7 +56,8 @@ class RequestBatcher(Generic[Req, Ans]):
         self.max_batch = max_batch
         self._pending: list[tuple[Req, asyncio.Future]] = []
         self._drainer: asyncio.Task | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recbento-batch")
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._limiter_loop: asyncio.AbstractEventLoop | None = None
 
     async def submit(self, request: Req) -> Ans:
         """The answer to ``request`` (its own exception when it fails)."""
@@ -64,6 +66,12 @@ class RequestBatcher(Generic[Req, Ans]):
         self._pending.append((request, fut))
         self._ensure_drainer(loop)
         return await fut
+
+    def _own_thread(self, loop: asyncio.AbstractEventLoop) -> anyio.CapacityLimiter:
+        """A limiter of one thread for this loop, apart from the pool other work shares."""
+        if self._limiter is None or self._limiter_loop is not loop:
+            self._limiter, self._limiter_loop = anyio.CapacityLimiter(1), loop
+        return self._limiter
 
     def _ensure_drainer(self, loop: asyncio.AbstractEventLoop) -> None:
         d = self._drainer
@@ -81,8 +89,10 @@ class RequestBatcher(Generic[Req, Ans]):
                 return
             work = [r for r, _ in batch]
             try:
-                outcomes = await loop.run_in_executor(
-                    self._thread, contextvars.copy_context().run, self._answer, work
+                # an AnyIO worker thread: the only kind from which BentoML's sync client
+                # of another service can be called (an experiment arm encoding its queries)
+                outcomes = await anyio.to_thread.run_sync(
+                    self._answer, work, limiter=self._own_thread(loop)
                 )
             except asyncio.CancelledError:  # the loop is shutting down
                 for _, fut in batch:

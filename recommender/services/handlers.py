@@ -9,16 +9,16 @@ become JSON answers with their 4xx status in one place, :func:`answer` (and
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import gc
 import hmac
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import numpy as np
 from starlette.responses import JSONResponse
 
@@ -71,9 +71,9 @@ class Handlers:
         self.online = OnlineServing(lambda: self.model, store)  # follows a swapped model
         # concurrent requests are scored together (see recommender.services.batcher)
         self._batcher = RequestBatcher(self._recommend_many, max_batch=32)
-        # queries wait for the encoder service in threads of their own, at most
-        # RECBENTO_CONCURRENCY at once, apart from the pool other APIs use
-        self._encoding = ThreadPoolExecutor(settings.concurrency, "recbento-encode")
+        # queries wait for the encoder service in AnyIO worker threads (BentoML's sync
+        # client needs one), at most RECBENTO_CONCURRENCY at once, apart from other work
+        self._encoding: tuple[asyncio.AbstractEventLoop, anyio.CapacityLimiter] | None = None
 
     def _recommend_many(
         self, items: Sequence[tuple[RecommendBody, np.ndarray | None]]
@@ -111,10 +111,16 @@ class Handlers:
         if body.query and body.query.strip():
             # each request encodes its own query in a thread of its own, so the encoder
             # service batches them across requests and workers
-            loop = asyncio.get_running_loop()
-            call = contextvars.copy_context().run
-            vec = await loop.run_in_executor(self._encoding, call, self._encode_query, body)
+            vec = await anyio.to_thread.run_sync(
+                self._encode_query, body, limiter=self._encoding_threads()
+            )
         return await self._batcher.submit((body, vec))
+
+    def _encoding_threads(self) -> anyio.CapacityLimiter:
+        loop = asyncio.get_running_loop()
+        if self._encoding is None or self._encoding[0] is not loop:
+            self._encoding = (loop, anyio.CapacityLimiter(self.settings.concurrency))
+        return self._encoding[1]
 
     def recommend(self, body: RecommendBody) -> dict[str, Any]:
         """One request, answered in the calling thread through the same path."""
