@@ -24,12 +24,30 @@ from typing import Generic, TypeVar
 import anyio
 import anyio.to_thread
 
-__all__ = ["RequestBatcher"]
+__all__ = ["RequestBatcher", "ThreadLimit"]
 
 log = logging.getLogger(__name__)
 
 Req = TypeVar("Req")
 Ans = TypeVar("Ans")
+
+
+class ThreadLimit:
+    """At most ``total`` AnyIO worker threads at once, apart from the pool other work shares.
+
+    AnyIO's limiters belong to one event loop, so one is made for the running loop on
+    first use (and again for a new loop, as a test's ``asyncio.run`` makes).
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._made: tuple[asyncio.AbstractEventLoop, anyio.CapacityLimiter] | None = None
+
+    def __call__(self) -> anyio.CapacityLimiter:
+        loop = asyncio.get_running_loop()
+        if self._made is None or self._made[0] is not loop:
+            self._made = (loop, anyio.CapacityLimiter(self.total))
+        return self._made[1]
 
 
 class RequestBatcher(Generic[Req, Ans]):
@@ -56,8 +74,7 @@ class RequestBatcher(Generic[Req, Ans]):
         self.max_batch = max_batch
         self._pending: list[tuple[Req, asyncio.Future]] = []
         self._drainer: asyncio.Task | None = None
-        self._limiter: anyio.CapacityLimiter | None = None
-        self._limiter_loop: asyncio.AbstractEventLoop | None = None
+        self._thread = ThreadLimit(1)
 
     async def submit(self, request: Req) -> Ans:
         """The answer to ``request`` (its own exception when it fails)."""
@@ -66,12 +83,6 @@ class RequestBatcher(Generic[Req, Ans]):
         self._pending.append((request, fut))
         self._ensure_drainer(loop)
         return await fut
-
-    def _own_thread(self, loop: asyncio.AbstractEventLoop) -> anyio.CapacityLimiter:
-        """A limiter of one thread for this loop, apart from the pool other work shares."""
-        if self._limiter is None or self._limiter_loop is not loop:
-            self._limiter, self._limiter_loop = anyio.CapacityLimiter(1), loop
-        return self._limiter
 
     def _ensure_drainer(self, loop: asyncio.AbstractEventLoop) -> None:
         d = self._drainer
@@ -92,7 +103,7 @@ class RequestBatcher(Generic[Req, Ans]):
                 # an AnyIO worker thread: the only kind from which BentoML's sync client
                 # of another service can be called (an experiment arm encoding its queries)
                 outcomes = await anyio.to_thread.run_sync(
-                    self._answer, work, limiter=self._own_thread(loop)
+                    self._answer, work, limiter=self._thread()
                 )
             except asyncio.CancelledError:  # the loop is shutting down
                 for _, fut in batch:

@@ -8,7 +8,6 @@ become JSON answers with their 4xx status in one place, :func:`answer` (and
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import hmac
 import logging
@@ -17,14 +16,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-import anyio
 import anyio.to_thread
 import numpy as np
 from starlette.responses import JSONResponse
 
 from recommender.errors import AuthError, NotFoundError, RecbentoError
 from recommender.refresh import open_feedback, record_feedback, sync_feedback
-from recommender.services.batcher import RequestBatcher
+from recommender.services.batcher import RequestBatcher, ThreadLimit
 from recommender.services.online import OnlineServing, online_metrics_answer
 from recommender.services.schemas import (
     FeedbackBody,
@@ -73,7 +71,7 @@ class Handlers:
         self._batcher = RequestBatcher(self._recommend_many, max_batch=32)
         # queries wait for the encoder service in AnyIO worker threads (BentoML's sync
         # client needs one), at most RECBENTO_CONCURRENCY at once, apart from other work
-        self._encoding: tuple[asyncio.AbstractEventLoop, anyio.CapacityLimiter] | None = None
+        self._encoding = ThreadLimit(settings.concurrency)
 
     def _recommend_many(
         self, items: Sequence[tuple[RecommendBody, np.ndarray | None]]
@@ -111,16 +109,8 @@ class Handlers:
         if body.query and body.query.strip():
             # each request encodes its own query in a thread of its own, so the encoder
             # service batches them across requests and workers
-            vec = await anyio.to_thread.run_sync(
-                self._encode_query, body, limiter=self._encoding_threads()
-            )
+            vec = await anyio.to_thread.run_sync(self._encode_query, body, limiter=self._encoding())
         return await self._batcher.submit((body, vec))
-
-    def _encoding_threads(self) -> anyio.CapacityLimiter:
-        loop = asyncio.get_running_loop()
-        if self._encoding is None or self._encoding[0] is not loop:
-            self._encoding = (loop, anyio.CapacityLimiter(self.settings.concurrency))
-        return self._encoding[1]
 
     def recommend(self, body: RecommendBody) -> dict[str, Any]:
         """One request, answered in the calling thread through the same path."""
