@@ -205,8 +205,8 @@ def load_test(
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Drive each endpoint of ``plan`` at each concurrency; rows, and the encode batches.
 
-    The batch histogram is read from the server's ``/metrics`` once the free-text
-    requests are done (BentoML's ``adaptive_batch_size`` of the encoder service).
+    The encoder's batch histograms are read from the server's ``/metrics`` once the
+    free-text requests are done (:func:`encode_batches`).
     With the server's ``proc``, each row also has ``server_cpu_ms``: CPU time of all the
     server's processes per answered request, which the load generator and anything else
     on the machine do not inflate the way they do latency; and ``busiest_worker``: the
@@ -242,14 +242,36 @@ def load_test(
     return rows, batches
 
 
-def encode_batches(base: str) -> dict[str, float]:
-    """``le -> count`` of the encoder's adaptive batch sizes, from the server's /metrics."""
+def encode_batches(base: str) -> dict[str, dict[str, float]]:
+    """The encoder's batches so far, from the server's ``/metrics``.
+
+    ``calls``: BentoML's ``adaptive_batch_size`` (calls merged into each batch);
+    ``texts``: recbento's ``recbento_encode_batch_texts`` (texts in each forward pass, a
+    call carrying every query its worker had waiting). Each maps ``le`` -> cumulative
+    count, plus ``sum`` and ``count``.
+    """
     text = httpx.get(f"{base}/metrics", timeout=30).text
+    return {
+        "calls": _histogram(text, "bentoml_service_adaptive_batch_size", 'method_name="encode"'),
+        "texts": _histogram(text, "recbento_encode_batch_texts", ""),
+    }
+
+
+def _histogram(text: str, metric: str, label: str) -> dict[str, float]:
+    """Buckets, sum and count of one Prometheus histogram, added over its label sets."""
     out: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("bentoml_service_adaptive_batch_size_bucket") and "encode" in line:
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            out[le] = out.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
+        name = line.split("{", 1)[0]
+        if not name.startswith(metric) or label not in line:
+            continue
+        value = float(line.rsplit(" ", 1)[1])
+        if name == f"{metric}_bucket":
+            key = line.split('le="', 1)[1].split('"', 1)[0]
+        elif name in (f"{metric}_sum", f"{metric}_count"):
+            key = name.rsplit("_", 1)[1]
+        else:
+            continue
+        out[key] = out.get(key, 0.0) + value
     return out
 
 

@@ -52,6 +52,14 @@ def _plot(rows: list[dict], scaling: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _buckets(h: dict[str, float]) -> str:
+    """``<=1: 3, <=2: 9, ... (mean 5.2)`` for a histogram read by the benchmark."""
+    if not h.get("count"):
+        return "(not read)"
+    cells = [f"<={k}: {v:,.0f}" for k, v in h.items() if k not in ("sum", "count")]
+    return ", ".join(cells) + f" (mean {h['sum'] / h['count']:.1f})"
+
+
 def ratios(floor: list[dict], rows: list[dict]) -> list[dict[str, Any]]:
     """recbento's ``recommend`` against the floor at each concurrency both ran."""
     out = []
@@ -123,9 +131,11 @@ def write_report(report: dict[str, Any], out: Path) -> None:
         f"texts/s at batch {best_bs}); encode through the service: best {svc_best:,.0f} "
         f"texts/s, ratio {svc_best / best:.2f}",
         "",
-        "encoder batch sizes after the free-text load (BentoML's adaptive_batch_size "
-        "histogram, cumulative counts by upper bound): "
-        + (", ".join(f"<={k}: {v:,.0f}" for k, v in hist.items()) or "(not read)"),
+        "encoder batches after the free-text load (cumulative counts by upper bound): "
+        "calls merged per batch (BentoML's adaptive_batch_size) "
+        + _buckets(hist.get("calls", {}))
+        + "; texts per forward pass (recbento_encode_batch_texts) "
+        + _buckets(hist.get("texts", {})),
         "",
         "in-process encode (texts/s by batch size): "
         + ", ".join(f"{k}: {v:,.0f}" for k, v in inproc.items()),

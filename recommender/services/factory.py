@@ -44,6 +44,7 @@ from recommender.service_core import ensure_model, model_name, share_model_store
 from recommender.services.guard import RequestGuard
 from recommender.services.handlers import Handlers, answer, answer_async, freeze_heap
 from recommender.services.keepalive import KeepAliveLimit
+from recommender.services.metrics import BATCH_BUCKETS, histogram
 from recommender.services.reload import (
     ModelWatcher,
     follows_latest,
@@ -141,9 +142,19 @@ def encoder_service(
         )
         def encode(self, texts: list[str]) -> Vectors:
             """Encode texts into L2-normalised vectors (one row per text)."""
+            _texts_per_batch().labels(service=name).observe(len(texts))
             return self.encoder.encode(texts)
 
     return Encoder
+
+
+def _texts_per_batch() -> Any:
+    return histogram(
+        "recbento_encode_batch_texts",
+        "Texts in each forward pass of an encoder service",
+        ["service"],
+        buckets=BATCH_BUCKETS,
+    )
 
 
 def make_services(

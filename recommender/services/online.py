@@ -33,6 +33,7 @@ from recommender.experiments import Experiment, active_experiment
 from recommender.impressions import Impression, ImpressionLog, shown_items
 from recommender.online_metrics import compare_arms, online_metrics
 from recommender.refresh import attach_feedback, sync_feedback
+from recommender.services.metrics import counter
 from recommender.serving import LoadedModel, Recommendation, Request, recommend_batch
 
 __all__ = ["OnlineServing", "online_metrics_answer"]
@@ -136,7 +137,7 @@ class OnlineServing:
         """``rec`` as JSON with a fresh ``request_id``; its impression queued."""
         rec.request_id = _request_id()
         rec.arm = arm
-        _counter(
+        counter(
             "recbento_impressions", "Recommendation lists served, by experiment arm", ["arm"]
         ).labels(arm=arm or "none").inc()
         if self.impressions is not None:
@@ -156,7 +157,7 @@ class OnlineServing:
 
     def count_feedback(self, events: Sequence[dict[str, Any]]) -> None:
         """Count stored events by type and by the arm their user is in (Prometheus)."""
-        counter = _counter(
+        stored = counter(
             "recbento_feedback_events",
             "Feedback events stored, by type and experiment arm",
             ["type", "arm"],
@@ -166,7 +167,7 @@ class OnlineServing:
             arm = None
             if exp is not None:
                 arm = exp.assign(self.model.catalogue.user_key(ev["user_id"])).name
-            counter.labels(type=ev.get("type") or "view", arm=arm or "none").inc()
+            stored.labels(type=ev.get("type") or "view", arm=arm or "none").inc()
 
     # ------------------------------------------------------------------ arms
     def route(self, user_id: Any) -> tuple[LoadedModel, str | None]:
@@ -248,24 +249,6 @@ _ids = random.Random()  # seeded from the OS per process: ids differ across work
 def _request_id() -> str:
     """A random 128-bit id as 32 hex digits, like a uuid4 without a system call each."""
     return f"{_ids.getrandbits(128):032x}"
-
-
-_counters: dict[str, Any] = {}
-_counters_lock = threading.Lock()
-
-
-def _counter(name: str, documentation: str, labels: list[str]) -> Any:
-    """One Prometheus counter per process, made on first use.
-
-    Made lazily, inside a worker: BentoML sets its multiprocess directory when a worker
-    starts, and a counter made before that would never reach ``/metrics``.
-    """
-    with _counters_lock:
-        if name not in _counters:
-            from prometheus_client import Counter
-
-            _counters[name] = Counter(name, documentation, labels)
-        return _counters[name]
 
 
 def online_metrics_answer(store: Any, body: Any, *, n_items: int | None = None) -> dict[str, Any]:
