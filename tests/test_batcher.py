@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import zlib
 
+import numpy as np
 import pytest
 
-from recommender.errors import NotFoundError
+from recommender.errors import InputError, NotFoundError
 from recommender.services.batcher import RequestBatcher
 from recommender.services.handlers import Handlers
 from recommender.services.schemas import RecommendBody
@@ -94,6 +96,51 @@ def test_a_bad_request_fails_alone(toy_bundle, tmp_path, monkeypatch):
         )
     with pytest.raises(NotFoundError):
         h.recommend(RecommendBody(history=[404]))
+
+
+def test_queries_waiting_together_reach_the_encoder_in_one_call(toy_bundle, tmp_path, monkeypatch):
+    from recommender.bundle import save_to_store
+
+    monkeypatch.setenv("RECBENTO_FEEDBACK_DB", str(tmp_path / "fb.db"))
+    save_to_store(toy_bundle, "batcher-queries")
+    calls: list[list[str]] = []
+    first_call = threading.Event()
+
+    def encoder_service(texts):  # one HTTP call to the encoder service, in a thread
+        calls.append(list(texts))
+        if len(calls) == 1:
+            first_call.wait(5)  # the first call holds the line while the others queue up
+        return np.stack([_vector(t, dim=4) for t in texts])  # the toy items' size
+
+    h = Handlers.open("batcher-queries", encode=encoder_service, settings=ServiceSettings())
+    queries = ["space adventure", "  a quiet drama ", "comedy", "heist with a twist"]
+    too_long = "x" * (h.model.serving.query_max_chars + 1)
+
+    async def ask():
+        first = asyncio.ensure_future(h.recommend_async(RecommendBody(query="first", k=3)))
+        while not calls:
+            await asyncio.sleep(0.01)
+        rest = [
+            asyncio.ensure_future(h.recommend_async(RecommendBody(query=q, k=3)))
+            for q in [*queries, too_long]
+        ]
+        await asyncio.sleep(0.2)
+        first_call.set()
+        return await first, await asyncio.gather(*rest, return_exceptions=True)
+
+    first, answers = asyncio.run(ask())
+    # the four queries that waited went in one call, stripped; the bad one never did
+    assert calls == [["first"], [q.strip() for q in queries]]
+    assert isinstance(answers[-1], InputError) and answers[-1].field == "query"
+    for q, got in zip(queries, answers, strict=False):  # each as it is answered alone
+        want = h.recommend(RecommendBody(query=q, k=3))
+        assert [i["item_id"] for i in got["items"]] == [i["item_id"] for i in want["items"]]
+    assert first["items"]
+
+
+def _vector(text: str, dim: int) -> np.ndarray:
+    v = np.random.default_rng(zlib.crc32(text.encode())).normal(size=dim)
+    return v / np.linalg.norm(v)
 
 
 def test_a_batch_that_answers_wrongly_fails_its_requests_not_the_ones_after():

@@ -127,13 +127,15 @@ def test_concurrent_free_text_requests_all_succeed():
     """More concurrent encoder calls than BentoML's client pool used to survive.
 
     Its default client replaced the pool to the encoder every 100 calls, dropping the
-    calls in flight ("Server disconnected"); 300 queries at concurrency 24 cross that
-    point more than once. BentoML's adaptive batching merges the concurrent calls.
+    calls in flight ("Server disconnected"); 150 ``/encode`` calls (one encoder call
+    each) beside 150 free-text queries at concurrency 24 cross that point. The queries
+    waiting together in a worker go to the encoder in one call, and BentoML's adaptive
+    batching merges concurrent calls into one forward pass.
     """
 
     port = free_port()
     proc = _serve(port, RECBENTO_WORKERS="1")
-    url = f"http://127.0.0.1:{port}/recommend"
+    base = f"http://127.0.0.1:{port}"
 
     async def run() -> list[int]:
         sem = asyncio.Semaphore(24)
@@ -141,7 +143,11 @@ def test_concurrent_free_text_requests_all_succeed():
 
             async def one(n: int) -> int:
                 async with sem:
-                    r = await client.post(url, json={"query": f"crime film {n}", "k": 3})
+                    if n % 2:
+                        r = await client.post(f"{base}/encode", json={"texts": [f"heist {n}"]})
+                    else:
+                        body = {"query": f"crime film {n}", "k": 3}
+                        r = await client.post(f"{base}/recommend", json=body)
                     return r.status_code
 
             return await asyncio.gather(*(one(n) for n in range(300)))
@@ -149,18 +155,23 @@ def test_concurrent_free_text_requests_all_succeed():
     try:
         codes = asyncio.run(run())
         assert codes.count(200) == 300, sorted(set(codes))
-        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+        metrics = httpx.get(f"{base}/metrics", timeout=30).text
 
-        def total(name: str) -> float:
+        def total(metric: str) -> float:
             return sum(
                 float(line.rsplit(" ", 1)[1])
                 for line in metrics.splitlines()
-                if line.startswith(f"bentoml_service_adaptive_batch_size_{name}")
-                and "encode" in line
+                if line.startswith(metric) and "encode" in line
             )
 
-        # every query reached the encoder service, which answered them in fewer batches
-        assert total("sum") == 300
-        assert 0 < total("count") < 300
+        texts, passes = (total(f"recbento_encode_batch_texts_{x}") for x in ("sum", "count"))
+        calls = total("bentoml_service_adaptive_batch_size_sum")
+        # every text reached the encoder, in fewer forward passes than texts
+        assert texts == 300
+        assert 0 < passes < 300
+        # one forward pass per batch of BentoML's; each /encode is a call of its own, and
+        # queries that waited together shared one
+        assert total("bentoml_service_adaptive_batch_size_count") == passes
+        assert 150 < calls < 300
     finally:
         stop(proc)

@@ -10,6 +10,10 @@ an idle worker answers a lone request at once, and batches grow only as requests
 up under load. Each batch costs one hand-over to a thread and one back, where a sync
 API paid both for every request.
 
+A worker runs two: free-text queries waiting together go to the encoder service in one
+call (one HTTP round trip for all of them, and a batch of texts for the model), then
+their requests are scored together with the others waiting.
+
 A request whose input is bad must not fail its batch-mates: a batch that raises is
 answered again request by request, so each gets its own answer or its own error.
 """
@@ -57,8 +61,8 @@ class RequestBatcher(Generic[Req, Ans]):
     ----------
     fn : callable
         ``list of requests -> list of answers``, one answer per request, in order.
-        It runs in a worker thread of its own, one batch at a time, so threads busy
-        elsewhere (queries waiting for the encoder) never hold it up.
+        It runs in a worker thread of its own, one batch at a time, so work in other
+        threads (another batcher waiting for the encoder) never holds it up.
     max_batch : int
         Most requests in one call.
 
@@ -101,7 +105,7 @@ class RequestBatcher(Generic[Req, Ans]):
             work = [r for r, _ in batch]
             try:
                 # an AnyIO worker thread: the only kind from which BentoML's sync client
-                # of another service can be called (an experiment arm encoding its queries)
+                # of another service (the encoder) can be called
                 outcomes = await anyio.to_thread.run_sync(
                     self._answer, work, limiter=self._thread()
                 )

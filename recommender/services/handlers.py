@@ -16,13 +16,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-import anyio.to_thread
 import numpy as np
 from starlette.responses import JSONResponse
 
 from recommender.errors import AuthError, NotFoundError, RecbentoError
 from recommender.refresh import open_feedback, record_feedback, sync_feedback
-from recommender.services.batcher import RequestBatcher, ThreadLimit
+from recommender.services.batcher import RequestBatcher
 from recommender.services.online import OnlineServing, online_metrics_answer
 from recommender.services.schemas import (
     FeedbackBody,
@@ -69,9 +68,9 @@ class Handlers:
         self.online = OnlineServing(lambda: self.model, store)  # follows a swapped model
         # concurrent requests are scored together (see recommender.services.batcher)
         self._batcher = RequestBatcher(self._recommend_many, max_batch=32)
-        # queries wait for the encoder service in AnyIO worker threads (BentoML's sync
-        # client needs one), at most RECBENTO_CONCURRENCY at once, apart from other work
-        self._encoding = ThreadLimit(settings.concurrency)
+        # free-text queries waiting together go to the encoder service in one call (its
+        # adaptive batching then merges the calls of every worker)
+        self._queries = RequestBatcher(self._encode_queries, max_batch=settings.encode_max_batch)
 
     def _recommend_many(
         self, items: Sequence[tuple[RecommendBody, np.ndarray | None]]
@@ -107,9 +106,8 @@ class Handlers:
         """:meth:`recommend` on the event loop: scored with the requests waiting with it."""
         vec = None
         if body.query and body.query.strip():
-            # each request encodes its own query in a thread of its own, so the encoder
-            # service batches them across requests and workers
-            vec = await anyio.to_thread.run_sync(self._encode_query, body, limiter=self._encoding())
+            validate(self.model, body.to_request())  # the query's length, before encoding it
+            vec = await self._queries.submit(body.query.strip())
         return await self._batcher.submit((body, vec))
 
     def recommend(self, body: RecommendBody) -> dict[str, Any]:
@@ -119,7 +117,10 @@ class Handlers:
 
     def _encode_query(self, body: RecommendBody) -> np.ndarray:
         validate(self.model, body.to_request())  # the query's length, before encoding it
-        return self.model.encode([body.query.strip()])[0]
+        return self._encode_queries([body.query.strip()])[0]
+
+    def _encode_queries(self, texts: Sequence[str]) -> list[np.ndarray]:
+        return list(self.model.encode(list(texts)))
 
     def recommend_batch(self, body: RecommendBatchBody) -> list[dict[str, Any]]:
         reqs = [b.to_request() for b in body.requests]

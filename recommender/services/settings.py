@@ -51,7 +51,8 @@ class ServiceSettings:
 
     ``concurrency`` is BentoML's ``threads``: the sync APIs (all but ``recommend``,
     which is async and batches on the event loop) run that many calls at once per
-    worker, and ``recommend`` encodes that many free-text queries at once.
+    worker. ``recommend`` sends the free-text queries waiting together in a worker to
+    the encoder service in one call of at most ``encode_max_batch`` texts.
     ``encode_max_latency_ms`` is generous on purpose: on a 2-core CPU a batch of 64
     short texts takes about 160 ms, and a tight budget makes BentoML shed load with 503s.
     """
