@@ -9,8 +9,9 @@ Prints Markdown tables and writes ``benchmarks/results/serving.{md,json,png}``:
    in the same run; recbento's ``recommend`` rows are reported as ratios against it;
 2. RPS and p50/p95/p99 latency of ``recommend`` (by user, with explanations, by
    free-text query) and ``encode`` at several concurrencies, with the error count;
-3. adaptive batching as BentoML itself reports it: the ``encode`` batch-size histogram
-   from ``/metrics`` after the free-text load;
+3. the encoder's batches from ``/metrics`` after the free-text load: BentoML's own
+   ``adaptive_batch_size`` (calls merged into each batch) and recbento's
+   ``recbento_encode_batch_texts`` (texts in each forward pass);
 4. free-text ``recommend`` and ``encode`` through the service against in-process
    encoding at its best batch size;
 5. in-process ``recommend`` latency on synthetic catalogues of 10k, 100k and 1M items

@@ -138,6 +138,42 @@ def test_queries_waiting_together_reach_the_encoder_in_one_call(toy_bundle, tmp_
     assert first["items"]
 
 
+def test_an_encoder_failure_fails_the_waiting_queries_without_a_call_each(
+    toy_bundle, tmp_path, monkeypatch
+):
+    from recommender.bundle import save_to_store
+
+    monkeypatch.setenv("RECBENTO_FEEDBACK_DB", str(tmp_path / "fb.db"))
+    save_to_store(toy_bundle, "batcher-encoder-down")
+    calls: list[list[str]] = []
+    first_call = threading.Event()
+
+    def shedding(texts):  # the encoder service answers 503 to every call
+        calls.append(list(texts))
+        if len(calls) == 1:
+            first_call.wait(5)
+        raise RuntimeError("503 Service Unavailable")
+
+    h = Handlers.open("batcher-encoder-down", encode=shedding, settings=ServiceSettings())
+
+    async def ask():
+        first = asyncio.ensure_future(h.recommend_async(RecommendBody(query="first", k=3)))
+        while not calls:
+            await asyncio.sleep(0.01)
+        rest = [
+            asyncio.ensure_future(h.recommend_async(RecommendBody(query=f"q{n}", k=3)))
+            for n in range(5)
+        ]
+        await asyncio.sleep(0.2)
+        first_call.set()
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    answers = asyncio.run(ask())
+    assert all(isinstance(a, RuntimeError) and "503" in str(a) for a in answers)
+    # the five that waited failed with their one call; none was retried alone
+    assert calls == [["first"], [f"q{n}" for n in range(5)]]
+
+
 def _vector(text: str, dim: int) -> np.ndarray:
     v = np.random.default_rng(zlib.crc32(text.encode())).normal(size=dim)
     return v / np.linalg.norm(v)

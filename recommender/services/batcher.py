@@ -15,7 +15,9 @@ call (one HTTP round trip for all of them, and a batch of texts for the model), 
 their requests are scored together with the others waiting.
 
 A request whose input is bad must not fail its batch-mates: a batch that raises is
-answered again request by request, so each gets its own answer or its own error.
+answered again request by request, so each gets its own answer or its own error (unless
+``retry_alone=False``: queries checked before they queue fail together when the encoder
+does, rather than calling a failing service once more each).
 """
 
 from __future__ import annotations
@@ -65,6 +67,11 @@ class RequestBatcher(Generic[Req, Ans]):
         threads (another batcher waiting for the encoder) never holds it up.
     max_batch : int
         Most requests in one call.
+    retry_alone : bool
+        Answer a failed batch again request by request, so that one bad request fails
+        alone (right when requests can be bad, as bodies are). Off when the requests were
+        checked already and a failure is the callee's (an encoder service that is down or
+        shedding load): every caller gets that error, without one more call each.
 
     Examples
     --------
@@ -73,9 +80,16 @@ class RequestBatcher(Generic[Req, Ans]):
     42
     """
 
-    def __init__(self, fn: Callable[[Sequence[Req]], Sequence[Ans]], max_batch: int = 32) -> None:
+    def __init__(
+        self,
+        fn: Callable[[Sequence[Req]], Sequence[Ans]],
+        max_batch: int = 32,
+        *,
+        retry_alone: bool = True,
+    ) -> None:
         self.fn = fn
         self.max_batch = max_batch
+        self.retry_alone = retry_alone
         self._pending: list[tuple[Req, asyncio.Future]] = []
         self._drainer: asyncio.Task | None = None
         self._thread = ThreadLimit(1)
@@ -130,6 +144,6 @@ class RequestBatcher(Generic[Req, Ans]):
                 raise RuntimeError(f"{len(answers)} answers for {len(batch)} requests")
             return [(True, a) for a in answers]
         except Exception as exc:  # noqa: BLE001 - handed to the request it belongs to
-            if len(batch) == 1:
-                return [(False, exc)]
+            if len(batch) == 1 or not self.retry_alone:
+                return [(False, exc)] * len(batch)
             return [self._answer([r])[0] for r in batch]  # one bad request: answer each alone

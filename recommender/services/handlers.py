@@ -69,8 +69,11 @@ class Handlers:
         # concurrent requests are scored together (see recommender.services.batcher)
         self._batcher = RequestBatcher(self._recommend_many, max_batch=32)
         # free-text queries waiting together go to the encoder service in one call (its
-        # adaptive batching then merges the calls of every worker)
-        self._queries = RequestBatcher(self._encode_queries, max_batch=settings.encode_max_batch)
+        # adaptive batching then merges the calls of every worker); a failed call fails
+        # its queries, which were checked before they queued, without a call each
+        self._queries = RequestBatcher(
+            self._encode_queries, max_batch=settings.encode_max_batch, retry_alone=False
+        )
 
     def _recommend_many(
         self, items: Sequence[tuple[RecommendBody, np.ndarray | None]]

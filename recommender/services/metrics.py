@@ -28,7 +28,7 @@ __all__ = ["counter", "histogram"]
 _made: dict[str, Any] = {}
 _lock = threading.Lock()
 
-#: Texts per forward pass: powers of two up to the largest batch an encoder allows.
+#: Texts per forward pass: powers of two up to 256 (larger batches count under +Inf).
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
