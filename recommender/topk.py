@@ -79,6 +79,13 @@ def top_k(
 
 
 @njit()
+def _worse(hv: np.ndarray, hi: np.ndarray, a: int, b: int) -> bool:  # pragma: no cover
+    """Heap entry ``a`` ranks below ``b``: a lower value, or a tie at a higher index."""
+    va, vb = hv[a], hv[b]
+    return va < vb or (va == vb and hi[a] > hi[b])
+
+
+@njit()
 def select(
     row: np.ndarray, k: int, exclude: np.ndarray, allowed: np.ndarray, above: float
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
@@ -109,12 +116,11 @@ def select(
             hv[c], hi[c] = v, i
             while c > 0:
                 parent = (c - 1) // 2
-                if hv[c] < hv[parent] or (hv[c] == hv[parent] and hi[c] > hi[parent]):
-                    hv[c], hv[parent] = hv[parent], hv[c]
-                    hi[c], hi[parent] = hi[parent], hi[c]
-                    c = parent
-                else:
+                if not _worse(hv, hi, c, parent):
                     break
+                hv[c], hv[parent] = hv[parent], hv[c]
+                hi[c], hi[parent] = hi[parent], hi[c]
+                c = parent
         elif v > hv[0]:  # better than the worst kept (a tie loses: its index is higher)
             hv[0], hi[0] = v, i
             c = 0
@@ -122,15 +128,13 @@ def select(
                 child = 2 * c + 1
                 if child >= size:
                     break
-                r = child + 1
-                if r < size and (hv[r] < hv[child] or (hv[r] == hv[child] and hi[r] > hi[child])):
-                    child = r
-                if hv[child] < hv[c] or (hv[child] == hv[c] and hi[child] > hi[c]):
-                    hv[c], hv[child] = hv[child], hv[c]
-                    hi[c], hi[child] = hi[child], hi[c]
-                    c = child
-                else:
+                if child + 1 < size and _worse(hv, hi, child + 1, child):
+                    child += 1
+                if not _worse(hv, hi, child, c):
                     break
+                hv[c], hv[child] = hv[child], hv[c]
+                hi[c], hi[child] = hi[child], hi[c]
+                c = child
     by_index = np.argsort(hi[:size], kind="mergesort")
     hi, hv = hi[:size][by_index], hv[:size][by_index]
     best_first = np.argsort(-hv, kind="mergesort")  # stable: equal values keep index order
