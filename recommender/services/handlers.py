@@ -107,20 +107,22 @@ class Handlers:
 
     async def recommend_async(self, body: RecommendBody) -> dict[str, Any]:
         """:meth:`recommend` on the event loop: scored with the requests waiting with it."""
-        vec = None
-        if body.query and body.query.strip():
-            validate(self.model, body.to_request())  # the query's length, before encoding it
-            vec = await self._queries.submit(body.query.strip())
+        text = self._query_text(body)
+        vec = None if text is None else await self._queries.submit(text)
         return await self._batcher.submit((body, vec))
 
     def recommend(self, body: RecommendBody) -> dict[str, Any]:
         """One request, answered in the calling thread through the same path."""
-        vec = self._encode_query(body) if body.query and body.query.strip() else None
+        text = self._query_text(body)
+        vec = None if text is None else self._encode_queries([text])[0]
         return self._recommend_many([(body, vec)])[0]
 
-    def _encode_query(self, body: RecommendBody) -> np.ndarray:
-        validate(self.model, body.to_request())  # the query's length, before encoding it
-        return self._encode_queries([body.query.strip()])[0]
+    def _query_text(self, body: RecommendBody) -> str | None:
+        """The query to encode (``None``: none), its length checked before it is encoded."""
+        if not (body.query and body.query.strip()):
+            return None
+        validate(self.model, body.to_request())
+        return body.query.strip()
 
     def _encode_queries(self, texts: Sequence[str]) -> list[np.ndarray]:
         return list(self.model.encode(list(texts)))
