@@ -203,7 +203,7 @@ def load_test(
     *,
     system: str = "recbento",
     proc: subprocess.Popen | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, float]]:
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
     """Drive each endpoint of ``plan`` at each concurrency; rows, and the encode batches.
 
     The encoder's batch histograms are read from the server's ``/metrics`` once the

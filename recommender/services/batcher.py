@@ -30,7 +30,7 @@ from typing import Generic, TypeVar
 import anyio
 import anyio.to_thread
 
-__all__ = ["RequestBatcher", "ThreadLimit"]
+__all__ = ["RequestBatcher"]
 
 log = logging.getLogger(__name__)
 
