@@ -1,7 +1,7 @@
 """recbento's services for ``bentoml serve``: the demo model, or the one you name.
 
-bentoml serve                                # the demo model, built on first start
-RECBENTO_MODEL=movies bentoml serve          # or: bentoml serve --arg model=movies
+    bentoml serve                                # the demo model, built on first start
+    RECBENTO_MODEL=movies bentoml serve          # or: bentoml serve --arg model=movies
 """
 
 from __future__ import annotations
