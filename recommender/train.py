@@ -23,7 +23,6 @@ Examples
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Sequence
@@ -32,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from recommender.errors import BundleError, InputError
 from recommender.eval import val_metrics
@@ -54,7 +52,7 @@ from recommender.tower_store import (
     save_recommender,
 )
 from recommender.train_config import TrainConfig
-from recommender.train_losses import train_epoch
+from recommender.train_loop import run_epochs
 
 __all__ = [
     "TrainConfig",
@@ -175,9 +173,6 @@ class SequenceRecommender:
             val_hist, val_target = [val_hist[i] for i in pick], val_target[pick]
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-        history: list[dict[str, float]] = []
-        best: tuple[tuple[float, float], int] = ((-1.0, -np.inf), -1)
-        best_state = copy.deepcopy(net.state_dict())
         t0 = time.perf_counter()
         log.info(
             "training on %d sequences, %d windows, %d targets, %d items, %s softmax",
@@ -187,49 +182,24 @@ class SequenceRecommender:
             n_items,
             "sampled" if sampled else "full",
         )
-        stopped_by = "max_epochs"
-        bar = tqdm(range(cfg.max_epochs), desc="training", unit="epoch", disable=not progress)
-        for epoch in bar:
-            te = time.perf_counter()
-            net.train()
-            order = rng.permutation(len(wins))
-            loss = train_epoch(net, opt, wins, order, vec_t, cfg, warm_t if sampled else None, gen)
-            record = {"epoch": epoch + 1, "loss": loss}
-            if len(val_target):
-                self.net_ = net
-                top, val_loss = self._topk(val_hist, vec_t, cfg.val_k, target=val_target)
-                record.update(val_metrics(top, val_target, cfg.val_k), val_loss=val_loss)
-            record["seconds"] = time.perf_counter() - te
-            history.append(record)
-            # better validation NDCG wins; a tie goes to the lower validation loss
-            score = (
-                record.get(f"val_ndcg@{cfg.val_k}", 0.0),
-                -record.get("val_loss", record["loss"]),
-            )
-            if score > best[0]:
-                best = (score, epoch + 1)
-                best_state = copy.deepcopy(net.state_dict())
-            bar.set_postfix(
-                loss=f"{record['loss']:.3f}",
-                val_ndcg=f"{record.get(f'val_ndcg@{cfg.val_k}', float('nan')):.4f}",
-                best=best[1],
-            )
-            if epoch + 1 - best[1] >= cfg.patience:
-                log.info("early stop at epoch %d (best %d)", epoch + 1, best[1])
-                stopped_by = "early_stopping"
-                break
-            if time.perf_counter() - t0 > cfg.max_seconds and epoch + 1 < cfg.max_epochs:
-                log.warning(
-                    "training stopped by the time cap (max_seconds=%.0f) after epoch %d of %d",
-                    cfg.max_seconds,
-                    epoch + 1,
-                    cfg.max_epochs,
-                )
-                stopped_by = "time_cap"
-                break
-        bar.close()
-        net.load_state_dict(best_state)
-        net.eval()
+
+        def evaluate() -> dict[str, float]:
+            self.net_ = net
+            top, val_loss = self._topk(val_hist, vec_t, cfg.val_k, target=val_target)
+            return {**val_metrics(top, val_target, cfg.val_k), "val_loss": val_loss}
+
+        run = run_epochs(
+            net,
+            opt,
+            wins,
+            vec_t,
+            cfg,
+            warm_t=warm_t if sampled else None,
+            gen=gen,
+            rng=rng,
+            evaluate=evaluate if len(val_target) else None,
+            progress=progress,
+        )
         self.net_ = net
         self.cooc_, self.cooc_decay_, self.cooc_weight_ = None, 1.0, 0.0
         self.validation_cooc_ = None
@@ -249,10 +219,10 @@ class SequenceRecommender:
             )
             self.cooc_decay_, self.cooc_weight_ = hybrid["decay"], hybrid["weight"]
         self.summary_ = {
-            "epochs": history,
-            "best_epoch": best[1],
-            "stopped_by": stopped_by,
-            f"best_val_ndcg@{cfg.val_k}": best[0][0] if len(val_target) else None,
+            "epochs": run.history,
+            "best_epoch": run.best_epoch,
+            "stopped_by": run.stopped_by,
+            f"best_val_ndcg@{cfg.val_k}": run.best_val_ndcg if len(val_target) else None,
             "seconds": time.perf_counter() - t0,
             "n_sequences": len(train_seqs),
             "n_targets": n_pos,
@@ -264,10 +234,10 @@ class SequenceRecommender:
         }
         log.info(
             "trained %d epochs in %.1fs; best epoch %d, val ndcg %.4f",
-            len(history),
+            len(run.history),
             self.summary_["seconds"],
-            best[1],
-            best[0][0],
+            run.best_epoch,
+            run.best_val_ndcg,
         )
         return self
 
