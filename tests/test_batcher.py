@@ -103,34 +103,14 @@ def test_queries_waiting_together_reach_the_encoder_in_one_call(toy_bundle, tmp_
 
     monkeypatch.setenv("RECBENTO_FEEDBACK_DB", str(tmp_path / "fb.db"))
     save_to_store(toy_bundle, "batcher-queries")
-    calls: list[list[str]] = []
-    first_call = threading.Event()
-
-    def encoder_service(texts):  # one HTTP call to the encoder service, in a thread
-        calls.append(list(texts))
-        if len(calls) == 1:
-            first_call.wait(5)  # the first call holds the line while the others queue up
-        return np.stack([_vector(t, dim=4) for t in texts])  # the toy items' size
-
-    h = Handlers.open("batcher-queries", encode=encoder_service, settings=ServiceSettings())
+    encoder = _HeldEncoder(lambda texts: np.stack([_vector(t, dim=4) for t in texts]))
+    h = Handlers.open("batcher-queries", encode=encoder, settings=ServiceSettings())
     queries = ["space adventure", "  a quiet drama ", "comedy", "heist with a twist"]
     too_long = "x" * (h.model.serving.query_max_chars + 1)
 
-    async def ask():
-        first = asyncio.ensure_future(h.recommend_async(RecommendBody(query="first", k=3)))
-        while not calls:
-            await asyncio.sleep(0.01)
-        rest = [
-            asyncio.ensure_future(h.recommend_async(RecommendBody(query=q, k=3)))
-            for q in [*queries, too_long]
-        ]
-        await asyncio.sleep(0.2)
-        first_call.set()
-        return await first, await asyncio.gather(*rest, return_exceptions=True)
-
-    first, answers = asyncio.run(ask())
+    first, *answers = encoder.ask_behind_first(h, [*queries, too_long])
     # the four queries that waited went in one call, stripped; the bad one never did
-    assert calls == [["first"], [q.strip() for q in queries]]
+    assert encoder.calls == [["first"], [q.strip() for q in queries]]
     assert isinstance(answers[-1], InputError) and answers[-1].field == "query"
     for q, got in zip(queries, answers, strict=False):  # each as it is answered alone
         want = h.recommend(RecommendBody(query=q, k=3))
@@ -145,33 +125,53 @@ def test_an_encoder_failure_fails_the_waiting_queries_without_a_call_each(
 
     monkeypatch.setenv("RECBENTO_FEEDBACK_DB", str(tmp_path / "fb.db"))
     save_to_store(toy_bundle, "batcher-encoder-down")
-    calls: list[list[str]] = []
-    first_call = threading.Event()
 
     def shedding(texts):  # the encoder service answers 503 to every call
-        calls.append(list(texts))
-        if len(calls) == 1:
-            first_call.wait(5)
         raise RuntimeError("503 Service Unavailable")
 
-    h = Handlers.open("batcher-encoder-down", encode=shedding, settings=ServiceSettings())
+    encoder = _HeldEncoder(shedding)
+    h = Handlers.open("batcher-encoder-down", encode=encoder, settings=ServiceSettings())
 
-    async def ask():
-        first = asyncio.ensure_future(h.recommend_async(RecommendBody(query="first", k=3)))
-        while not calls:
-            await asyncio.sleep(0.01)
-        rest = [
-            asyncio.ensure_future(h.recommend_async(RecommendBody(query=f"q{n}", k=3)))
-            for n in range(5)
-        ]
-        await asyncio.sleep(0.2)
-        first_call.set()
-        return await asyncio.gather(first, *rest, return_exceptions=True)
-
-    answers = asyncio.run(ask())
+    answers = encoder.ask_behind_first(h, [f"q{n}" for n in range(5)])
     assert all(isinstance(a, RuntimeError) and "503" in str(a) for a in answers)
     # the five that waited failed with their one call; none was retried alone
-    assert calls == [["first"], [f"q{n}" for n in range(5)]]
+    assert encoder.calls == [["first"], [f"q{n}" for n in range(5)]]
+
+
+class _HeldEncoder:
+    """A stand-in for the encoder service whose first call stays out until released.
+
+    Each call (one HTTP call to the encoder service, made in a thread) is recorded in
+    ``calls`` and answered by ``answer``.
+    """
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.calls: list[list[str]] = []
+        self.release = threading.Event()
+
+    def __call__(self, texts):
+        self.calls.append(list(texts))
+        if len(self.calls) == 1:
+            self.release.wait(5)  # the first call holds the line while the others queue up
+        return self.answer(texts)
+
+    def ask_behind_first(self, h, queries):
+        """Ask "first", then ``queries`` while its call is out: every answer or error."""
+
+        async def ask():
+            first = asyncio.ensure_future(h.recommend_async(RecommendBody(query="first", k=3)))
+            while not self.calls:
+                await asyncio.sleep(0.01)
+            rest = [
+                asyncio.ensure_future(h.recommend_async(RecommendBody(query=q, k=3)))
+                for q in queries
+            ]
+            await asyncio.sleep(0.2)
+            self.release.set()
+            return await asyncio.gather(first, *rest, return_exceptions=True)
+
+        return asyncio.run(ask())
 
 
 def _vector(text: str, dim: int) -> np.ndarray:
