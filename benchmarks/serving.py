@@ -1,6 +1,11 @@
 """Serving benchmark: a real `bentoml serve` on loopback, driven by concurrent clients.
 
-    python -m benchmarks.serving [--model recbento-demo] [--seconds 10]
+    python -m benchmarks.serving [--model recbento-demo] [--seconds 10] [--client aiohttp]
+
+The load comes from closed-loop clients on the same machine (:mod:`benchmarks.load`):
+aiohttp by default, which spends about 0.25 ms of the two cores per request; ``--client
+httpx`` spends 1.3-1.9 ms, which is what limits the floor at concurrency 8 and narrows
+every ratio against it.
 
 Prints Markdown tables and writes ``benchmarks/results/serving.{md,json,png}``:
 
@@ -28,13 +33,13 @@ import asyncio
 import json
 import logging
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
+from benchmarks.load import CLIENTS, drive
 from benchmarks.serving_inprocess import QUERIES, catalogue_scaling, inprocess_encode_best
 from benchmarks.serving_report import write_report
 from tests.procs import free_port, serve, stop  # shared with the tests
@@ -113,48 +118,6 @@ def busiest_share(before: dict[int, float], after: dict[int, float]) -> float:
     return max(used) / sum(used) if used and sum(used) > 0 else float("nan")
 
 
-async def _drive(
-    url: str, body_fn: Any, concurrency: int, seconds: float, max_requests: int
-) -> dict[str, Any]:
-    latencies: list[float] = []
-    errors = 0
-    sent = 0
-    stop_at = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-
-        async def worker(wid: int) -> None:
-            nonlocal errors, sent
-            n = 0
-            while time.perf_counter() < stop_at and sent < max_requests:
-                sent += 1
-                t0 = time.perf_counter()
-                try:
-                    r = await client.post(url, json=body_fn(wid, n))
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                dt = time.perf_counter() - t0
-                if ok:
-                    latencies.append(dt)
-                else:
-                    errors += 1
-                n += 1
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(i) for i in range(concurrency)))
-        wall = time.perf_counter() - t0
-    lat = np.array(latencies) * 1000 if latencies else np.array([np.nan])
-    return {
-        "requests": len(latencies) + errors,
-        "errors": errors,
-        "rps": len(latencies) / wall,
-        "p50_ms": float(np.percentile(lat, 50)),
-        "p95_ms": float(np.percentile(lat, 95)),
-        "p99_ms": float(np.percentile(lat, 99)),
-    }
-
-
 #: Which endpoints run at which concurrencies (the targets: recommend at 8 against the
 #: floor; free-text recommend at 32 against in-process encoding).
 PLAN: dict[str, list[int]] = {
@@ -203,6 +166,7 @@ def load_test(
     *,
     system: str = "recbento",
     proc: subprocess.Popen | None = None,
+    client: str = "aiohttp",
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
     """Drive each endpoint of ``plan`` at each concurrency; rows, and the encode batches.
 
@@ -218,10 +182,10 @@ def load_test(
     rows, batches = [], {}
     for name, concurrencies in plan.items():
         path, body = routes[name]
-        asyncio.run(_drive(base + path, body, 2, 1.0, 20))  # warm-up, not counted
+        asyncio.run(drive(base + path, body, 2, 1.0, 20, client))  # warm-up, not counted
         for c in concurrencies:
             cpu0, workers0 = server_cpu_s(proc), worker_cpu_s(proc)
-            res = asyncio.run(_drive(base + path, body, c, seconds, 50_000))
+            res = asyncio.run(drive(base + path, body, c, seconds, 50_000, client))
             answered = res["requests"] - res["errors"]
             res["server_cpu_ms"] = (server_cpu_s(proc) - cpu0) * 1000 / max(answered, 1)
             res["busiest_worker"] = busiest_share(workers0, worker_cpu_s(proc))
@@ -276,7 +240,9 @@ def _histogram(text: str, metric: str, label: str) -> dict[str, float]:
     return out
 
 
-def floor_test(seconds: float, n_users: int, concurrencies: list[int]) -> list[dict[str, Any]]:
+def floor_test(
+    seconds: float, n_users: int, concurrencies: list[int], client: str = "aiohttp"
+) -> list[dict[str, Any]]:
     """The same ``recommend`` load against a BentoML service that does no work."""
     port = free_port()
     proc = serve(None, port, target="benchmarks.floor_service:Floor", timeout=120)
@@ -289,6 +255,7 @@ def floor_test(seconds: float, n_users: int, concurrencies: list[int]) -> list[d
             1,
             system="floor",
             proc=proc,
+            client=client,
         )
     finally:
         stop_server(proc)
@@ -301,6 +268,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seconds", type=float, default=10.0, help="per endpoint and concurrency")
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--texts-per-encode", type=int, default=8)
+    ap.add_argument(
+        "--client",
+        choices=CLIENTS,
+        default="aiohttp",
+        help="the load generator's HTTP client (httpx: the heavier one earlier runs used)",
+    )
     ap.add_argument("--skip-scaling", action="store_true")
     ap.add_argument(
         "--scaling-from",
@@ -328,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     enc_cfg = bundle.config.get("encoder", {})
     del bundle
 
-    floor = floor_test(args.seconds, n_users, PLAN["recommend"])
+    floor = floor_test(args.seconds, n_users, PLAN["recommend"], args.client)
     port = free_port()
     proc = start_server(tag, port)
     try:
@@ -340,6 +313,7 @@ def main(argv: list[str] | None = None) -> None:
             n_users,
             args.texts_per_encode,
             proc=proc,
+            client=args.client,
         )
         rss_loaded = server_rss_mb(proc)
     finally:
@@ -353,6 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "model": tag,
         "seconds_per_cell": args.seconds,
+        "client": args.client,
         "floor": floor,
         "load": rows,
         "encode_batch_histogram": batches,

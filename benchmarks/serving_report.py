@@ -108,7 +108,8 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     cols += ["p50_ms", "p95_ms", "p99_ms", "server_cpu_ms", "busiest_worker"]
     md = [
         f"## Serving benchmark ({report['model']}, {os.cpu_count()} CPU cores, "
-        f"{report.get('seconds_per_cell', 10):.0f} s per cell)",
+        f"{report.get('seconds_per_cell', 10):.0f} s per cell, load generator: "
+        f"{report.get('client', 'httpx')})",
         "",
         _md(floor + rows, cols),
         "",
