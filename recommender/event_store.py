@@ -192,9 +192,13 @@ class EventStore(ABC):
     def _query(self, sql: str, args: list[Any]) -> list[tuple]:
         """Run a read-only query; all its rows."""
 
-    @abstractmethod
     def _write(self, sql: str, rows: list[tuple]) -> None:
         """Run ``sql`` once per row in one committed transaction (side tables)."""
+        self._write_many([(sql, rows)])
+
+    @abstractmethod
+    def _write_many(self, statements: list[tuple[str, list[tuple]]]) -> None:
+        """Run each ``(sql, rows)`` once per row, all in one committed transaction."""
 
     def _select(self) -> str:
         return (

@@ -233,10 +233,12 @@ class PostgresFeedbackStore(EventStore):
                 log.warning("feedback database read failed, retrying once: %s", exc)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _write(self, sql: str, rows: list[tuple]) -> None:
+    def _write_many(self, statements: list[tuple[str, list[tuple]]]) -> None:
         try:
             with self._connection(self._timeout) as conn, conn.transaction():
-                conn.cursor().executemany(sql, rows)
+                cur = conn.cursor()
+                for sql, rows in statements:
+                    cur.executemany(sql, rows)
         except self._errors as exc:
             raise self._unavailable(exc) from exc
 

@@ -133,12 +133,13 @@ class FeedbackStore(EventStore):
         with self._lock:
             return self._connection().execute(sql, args).fetchall()
 
-    def _write(self, sql: str, rows: list[tuple]) -> None:
+    def _write_many(self, statements: list[tuple[str, list[tuple]]]) -> None:
         with self._lock:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(sql, rows)
+                for sql, rows in statements:
+                    conn.executemany(sql, rows)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

@@ -119,16 +119,37 @@ class Impression:
         return (self.request_id, user, float(self.served_at), self.model, self.arm, group, items)
 
 
+#: Impressions per INSERT statement: 7 parameters each, under SQLite's oldest limit of 999.
+_ROWS_PER_STATEMENT = 100
+
+
 def write_impressions(store: Any, impressions: Sequence[Impression]) -> int:
-    """Store ``impressions`` in one transaction (a ``request_id`` already stored is kept)."""
+    """Store ``impressions`` in one transaction (a ``request_id`` already stored is kept).
+
+    Rows go in multi-row INSERTs of up to :data:`_ROWS_PER_STATEMENT`: SQLite lets go of
+    the GIL for every statement it runs, and a served worker's threads keep it busy, so
+    a statement per row made a list of a few hundred take most of a second, holding the
+    store's lock (which every batch's feedback check waits on) all that time.
+    """
     if not impressions:
         return 0
-    p = store._param
-    store._write(
-        f"INSERT INTO {TABLE} (request_id, user_id, served_at, model, arm, user_group, items) "
-        f"VALUES ({', '.join([p] * 7)}) ON CONFLICT (request_id) DO NOTHING",
-        [imp.row() for imp in impressions],
-    )
+    rows = [imp.row() for imp in impressions]
+    one = f"({', '.join([store._param] * 7)})"
+    cols = "request_id, user_id, served_at, model, arm, user_group, items"
+
+    def insert(n: int) -> str:
+        return (
+            f"INSERT INTO {TABLE} ({cols}) VALUES {', '.join([one] * n)} "
+            "ON CONFLICT (request_id) DO NOTHING"
+        )
+
+    chunks = [rows[i : i + _ROWS_PER_STATEMENT] for i in range(0, len(rows), _ROWS_PER_STATEMENT)]
+    full = [tuple(v for row in c for v in row) for c in chunks if len(c) == _ROWS_PER_STATEMENT]
+    statements = [(insert(_ROWS_PER_STATEMENT), full)] if full else []
+    if len(chunks[-1]) < _ROWS_PER_STATEMENT:
+        last = chunks[-1]
+        statements.append((insert(len(last)), [tuple(v for row in last for v in row)]))
+    store._write_many(statements)
     return len(impressions)
 
 

@@ -64,15 +64,38 @@ def test_impression_log_writes_in_the_background_and_flushes_on_close(store) -> 
     assert len(impressions_frame(store)) == 7
 
 
+def test_a_long_list_of_impressions_is_stored_whole_in_one_transaction(store) -> None:
+    # 250 rows: two full multi-row statements and a shorter one, each row as given
+    imps = [_imp(f"r{n}", n % 9, DAY + n, [n, n + 1], group=n % 3) for n in range(250)]
+    assert write_impressions(store, imps) == 250
+    df = impressions_frame(store).sort_values("served_at", ignore_index=True)
+    assert df["request_id"].tolist() == [f"r{n}" for n in range(250)]
+    assert df.loc[249, "items"] == [249, 250] and df.loc[249, "user_group"] == 0
+    assert df["user_id"].tolist() == [n % 9 for n in range(250)]
+    # stored ids are kept (also a repeat inside one list), the new ones are added
+    again = [_imp("r7", 1, DAY, [1]), _imp("x1", 1, DAY, [1]), _imp("x1", 2, DAY, [2])]
+    write_impressions(store, again)
+    df = impressions_frame(store)
+    assert len(df) == 251 and df.loc[df["request_id"] == "r7", "items"].item() == [7, 8]
+
+
+def test_a_failed_statement_stores_none_of_the_list(store) -> None:
+    imps = [_imp(f"r{n}", 1, DAY + n, [n]) for n in range(150)]
+    imps[120] = _imp("bad", 1, DAY, [1], group=2**70)  # too large for either database
+    with pytest.raises(Exception):  # noqa: B017, PT011 - each database its own error
+        write_impressions(store, imps)
+    assert len(impressions_frame(store)) == 0
+
+
 def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path) -> None:
     from recommender.feedback import FeedbackStore
 
     release = threading.Event()
 
     class SlowStore(FeedbackStore):
-        def _write(self, sql, rows):  # noqa: ANN001, ANN202
+        def _write_many(self, statements):  # noqa: ANN001, ANN202
             release.wait(10)
-            super()._write(sql, rows)
+            super()._write_many(statements)
 
     with SlowStore(tmp_path / "fb.db") as slow:
         log = ImpressionLog(slow, max_queue=2, batch=1)
