@@ -25,7 +25,7 @@ import pandas as pd
 from recommender.errors import InputError
 from recommender.feedback_rows import encode_id, event_rows, events_frame
 
-__all__ = ["EventStore", "range_clause"]
+__all__ = ["EventStore", "insert_statements", "range_clause"]
 
 log = logging.getLogger(__name__)
 
@@ -233,3 +233,42 @@ def range_clause(
             sql += f" AND {column} {op} {param}"
             args.append(cast(bound))
     return sql, args
+
+
+#: SQLite's oldest limit on the parameters of one statement.
+_MAX_PARAMS = 999
+
+
+def insert_statements(
+    head: str, rows: Sequence[tuple], param: str, tail: str = ""
+) -> list[tuple[str, list[tuple]]]:
+    """``(sql, args)`` pairs inserting ``rows`` many to a statement, each for ``executemany``.
+
+    ``head`` is ``INSERT INTO table (columns)``, ``tail`` what follows the values (an
+    ``ON CONFLICT`` clause). SQLite lets go of the GIL for every statement it runs, so
+    beside a busy thread a statement per row made writes of a few hundred rows take
+    seconds, with the store's lock held all that time; rows keep their order.
+
+    >>> insert_statements("INSERT INTO t (a, b)", [(1, 2), (3, 4), (5, 6)], "?")
+    [('INSERT INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?)', [(1, 2, 3, 4, 5, 6)])]
+    >>> many = insert_statements("INSERT INTO t (a)", [(0,)] * 2000, "?")
+    >>> [(sql.count("(?)"), len(args)) for sql, args in many]  # 999 rows twice, then 2
+    [(999, 2), (2, 1)]
+    """
+    if not rows:
+        return []
+    width = len(rows[0])
+    per = max(1, _MAX_PARAMS // width)
+    one = f"({', '.join([param] * width)})"
+
+    def flat(chunk: Sequence[tuple]) -> tuple:
+        return tuple(v for row in chunk for v in row)
+
+    def sql(n: int) -> str:
+        return f"{head} VALUES {', '.join([one] * n)}{tail}"
+
+    whole = len(rows) - len(rows) % per
+    out = [(sql(per), [flat(rows[i : i + per]) for i in range(0, whole, per)])] if whole else []
+    if whole < len(rows):
+        out.append((sql(len(rows) - whole), [flat(rows[whole:])]))
+    return out

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from recommender.errors import InputError
-from recommender.event_store import EventStore
+from recommender.event_store import EventStore, insert_statements
 
 __all__ = ["FeedbackStore"]
 
@@ -108,14 +108,13 @@ class FeedbackStore(EventStore):
             try:
                 if seqs is not None:  # AUTOINCREMENT numbers later events after them
                     rows = [(seq, *row) for seq, row in zip(seqs, rows, strict=True)]
-                conn.executemany(
+                head = (
                     "INSERT INTO events ("
                     + ("seq, " if seqs is not None else "")
-                    + "user_id, item_id, timestamp, rating, weight, event_type, request_id) "
-                    + "VALUES (?, ?, ?, ?, ?, ?, ?"
-                    + (", ?)" if seqs is not None else ")"),
-                    rows,
+                    + "user_id, item_id, timestamp, rating, weight, event_type, request_id)"
                 )
+                for sql, args in insert_statements(head, rows, "?"):
+                    conn.executemany(sql, args)
                 # One writer holds the lock, so this transaction's seqs are consecutive.
                 last = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0]
                 conn.execute("COMMIT")

@@ -17,7 +17,7 @@ Examples
 >>> counts = np.array([[9, 1], [8, 1], [1, 9], [1, 8]] * 5, dtype=float)
 >>> feats = taste_features(counts)
 >>> k, labels, table = choose_groups(feats, counts, ks=[2, 3], seed=0)
->>> k, len(set(labels[:2])) == 1, labels[0] != labels[2]
+>>> k, len(set(labels[:2])) == 1, bool(labels[0] != labels[2])
 (2, True, True)
 """
 

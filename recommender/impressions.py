@@ -41,7 +41,7 @@ from typing import Any
 
 import pandas as pd
 
-from recommender.event_store import range_clause
+from recommender.event_store import insert_statements, range_clause
 from recommender.feedback_rows import encode_id
 
 __all__ = [
@@ -119,37 +119,21 @@ class Impression:
         return (self.request_id, user, float(self.served_at), self.model, self.arm, group, items)
 
 
-#: Impressions per INSERT statement: 7 parameters each, under SQLite's oldest limit of 999.
-_ROWS_PER_STATEMENT = 100
-
-
 def write_impressions(store: Any, impressions: Sequence[Impression]) -> int:
     """Store ``impressions`` in one transaction (a ``request_id`` already stored is kept).
 
-    Rows go in multi-row INSERTs of up to :data:`_ROWS_PER_STATEMENT`: SQLite lets go of
-    the GIL for every statement it runs, and a served worker's threads keep it busy, so
-    a statement per row made a list of a few hundred take most of a second, holding the
-    store's lock (which every batch's feedback check waits on) all that time.
+    Many lists to a statement (:func:`~recommender.event_store.insert_statements`).
     """
     if not impressions:
         return 0
-    rows = [imp.row() for imp in impressions]
-    one = f"({', '.join([store._param] * 7)})"
-    cols = "request_id, user_id, served_at, model, arm, user_group, items"
-
-    def insert(n: int) -> str:
-        return (
-            f"INSERT INTO {TABLE} ({cols}) VALUES {', '.join([one] * n)} "
-            "ON CONFLICT (request_id) DO NOTHING"
+    store._write_many(
+        insert_statements(
+            f"INSERT INTO {TABLE} (request_id, user_id, served_at, model, arm, user_group, items)",
+            [imp.row() for imp in impressions],
+            store._param,
+            " ON CONFLICT (request_id) DO NOTHING",
         )
-
-    chunks = [rows[i : i + _ROWS_PER_STATEMENT] for i in range(0, len(rows), _ROWS_PER_STATEMENT)]
-    full = [tuple(v for row in c for v in row) for c in chunks if len(c) == _ROWS_PER_STATEMENT]
-    statements = [(insert(_ROWS_PER_STATEMENT), full)] if full else []
-    if len(chunks[-1]) < _ROWS_PER_STATEMENT:
-        last = chunks[-1]
-        statements.append((insert(len(last)), [tuple(v for row in last for v in row)]))
-    store._write_many(statements)
+    )
     return len(impressions)
 
 

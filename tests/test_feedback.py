@@ -134,6 +134,28 @@ def test_append_events_returns_what_was_stored(store: EventStore) -> None:
     assert store.append_events([]).empty
 
 
+def test_a_large_append_keeps_order_and_numbers_every_event(
+    store: EventStore, tmp_path: Path
+) -> None:
+    # 1,000 events go in several multi-row statements; each keeps its place and its seq
+    store.append(EVENTS[:1])
+    events = [
+        {"user_id": n % 7, "item_id": n, "timestamp": 1_000 + n, "rating": n % 5 or None}
+        for n in range(1000)
+    ]
+    stored = store.append_events(events)
+    assert stored.index.tolist() == list(range(2, 1002))
+    df = store.all_events(since=1)
+    assert df.index.tolist() == list(range(2, 1002))
+    assert df["item_id"].tolist() == list(range(1000))
+    assert df["rating"].isna().sum() == 200 and df.loc[1001, "rating"] == 4
+    # a copy keeps the numbers it is given, across statements too
+    other = FeedbackStore(tmp_path / "copy.db")
+    assert other.copy_from(store) == 1001
+    pd.testing.assert_frame_equal(other.all_events(), store.all_events())
+    other.close()
+
+
 def test_since_until_by_sequence(store: EventStore) -> None:
     store.append(EVENTS[:2])
     mark = store.last_seq()
