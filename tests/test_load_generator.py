@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 from aiohttp import web
@@ -23,9 +24,10 @@ async def _run(client: str) -> tuple[dict, list[dict]]:
     app.router.add_post("/recommend", handler)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # the port is ours before the server starts
+    port = sock.getsockname()[1]
+    await web.SockSite(runner, sock).start()
     try:
         res = await drive(
             f"http://127.0.0.1:{port}/recommend",
