@@ -32,8 +32,14 @@ def test_real_bentoml_serve():
         assert {1, 4, 5, 7}.isdisjoint(i["item_id"] for i in r.json()["items"])
         r = httpx.post(f"{url}/recommend", json={"query": "crime", "k": 2}, timeout=30)
         assert r.status_code == 200 and len(r.json()["items"]) == 2
+        # on a CPU the API worker encodes the query itself: the same list as in process
+        served, local = r.json()["items"], _in_process("crime", 2)
+        assert [i["item_id"] for i in served] == [i.item_id for i in local]
+        assert [i["score"] for i in served] == pytest.approx([i.score for i in local], abs=1e-6)
         r = httpx.post(f"{url}/encode", json={"texts": ["x"] * 3}, timeout=30)
         assert r.status_code == 200 and np.asarray(r.json()).shape == (3, 32)
+        passes = _texts_per_pass(httpx.get(f"{url}/metrics", timeout=30).text)
+        assert passes == {"recbento": 1.0, "recbento-encoder": 3.0}  # query; /encode
         # two API workers (RECBENTO_WORKERS=2): feedback taken by either counts in both
         ev = {"user_id": 30, "item_id": 8, "timestamp": 900}
         assert httpx.post(f"{url}/feedback", json={"events": [ev]}, timeout=30).status_code == 200
@@ -55,6 +61,24 @@ def test_real_bentoml_serve():
         assert 'recbento_impressions_total{arm="none"}' in metrics
     finally:
         stop(proc)
+
+
+def _in_process(query: str, k: int) -> list:
+    """The items of a free-text ``recommend`` answered in this process (no server)."""
+    from recommender.service_core import load
+    from recommender.serving import Request, recommend_batch
+
+    return recommend_batch(load("svc-toy"), [Request(query=query, k=k)])[0].items
+
+
+def _texts_per_pass(metrics: str) -> dict[str, float]:
+    """Texts encoded so far by each service's forward passes, from ``/metrics``."""
+    out: dict[str, float] = {}
+    for line in metrics.splitlines():
+        if line.startswith("recbento_encode_batch_texts_sum"):
+            service = line.split('service="', 1)[1].split('"', 1)[0]
+            out[service] = out.get(service, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def test_acknowledged_feedback_survives_kill_9(tmp_path):
@@ -134,7 +158,8 @@ def test_concurrent_free_text_requests_all_succeed():
     """
 
     port = free_port()
-    proc = _serve(port, RECBENTO_WORKERS="1")
+    # the queries through the encoder service too (on a CPU the workers encode them)
+    proc = _serve(port, RECBENTO_WORKERS="1", RECBENTO_ENCODE_IN="service")
     base = f"http://127.0.0.1:{port}"
 
     async def run() -> list[int]:

@@ -10,9 +10,9 @@ an idle worker answers a lone request at once, and batches grow only as requests
 up under load. Each batch costs one hand-over to a thread and one back, where a sync
 API paid both for every request.
 
-A worker runs two: free-text queries waiting together go to the encoder service in one
-call (one HTTP round trip for all of them, and a batch of texts for the model), then
-their requests are scored together with the others waiting.
+A worker runs two: free-text queries waiting together are encoded at once (one forward
+pass in the worker, or one HTTP call to the encoder service for all of them), then their
+requests are scored together with the others waiting.
 
 A request whose input is bad must not fail its batch-mates: a batch that raises is
 answered again request by request, so each gets its own answer or its own error (unless

@@ -2,7 +2,8 @@
 
 ``Encoder`` owns the BERT checkpoint (CUDA in fp16 when present) and batches ``encode``
 calls across requests; ``Recommender`` owns the model and depends on ``Encoder`` for
-free-text queries. Every API method is one line over :class:`~.handlers.Handlers`.
+``/encode`` and, where the encoder has an accelerator or runs elsewhere, for free-text
+queries (:mod:`~.encoding`). Every API method is one line over :class:`~.handlers.Handlers`.
 
 Making the classes does no work: it reads at most the model's ``config.json`` (to know
 which encoder checkpoint to reference). A missing demo model is built by a deployment
@@ -41,10 +42,10 @@ from recommender.build import DEMO_MODEL
 from recommender.config import EncoderConfig
 from recommender.model_store import newest_version
 from recommender.service_core import ensure_model, model_name, share_model_store, stored_config
+from recommender.services.encoding import encode_site, texts_per_pass, worker_encoder
 from recommender.services.guard import RequestGuard
 from recommender.services.handlers import Handlers, answer, answer_async, freeze_heap
 from recommender.services.keepalive import KeepAliveLimit
-from recommender.services.metrics import BATCH_BUCKETS, histogram
 from recommender.services.reload import (
     ModelWatcher,
     follows_latest,
@@ -142,19 +143,10 @@ def encoder_service(
         )
         def encode(self, texts: list[str]) -> Vectors:
             """Encode texts into L2-normalised vectors (one row per text)."""
-            _texts_per_batch().labels(service=name).observe(len(texts))
+            texts_per_pass().labels(service=name).observe(len(texts))
             return self.encoder.encode(texts)
 
     return Encoder
-
-
-def _texts_per_batch() -> Any:
-    return histogram(
-        "recbento_encode_batch_texts",
-        "Texts in each forward pass of an encoder service",
-        ["service"],
-        buckets=BATCH_BUCKETS,
-    )
 
 
 def make_services(
@@ -215,7 +207,11 @@ def make_services(
         def __init__(self) -> None:
             follows = follows_new_versions(target)
             serve = newest_version(target) if follows else target
-            self.handlers = Handlers.open(serve, encode=self._encode, settings=settings)
+            encode = self._encode  # through the encoder service, or in this worker:
+            if encode_site(settings.encode_in, Encoder.name) == "worker":
+                stored = stored_config(serve) or {}
+                encode = worker_encoder(EncoderConfig.from_config(stored.get("encoder")), name)
+            self.handlers = Handlers.open(serve, encode=encode, settings=settings)
             if follows:  # a pinned version is kept, unless refreshed
                 ModelWatcher(self.handlers, target, settings.reload_seconds).start()
 

@@ -68,9 +68,11 @@ class Handlers:
         self.online = OnlineServing(lambda: self.model, store)  # follows a swapped model
         # concurrent requests are scored together (see recommender.services.batcher)
         self._batcher = RequestBatcher(self._recommend_many, max_batch=32)
-        # free-text queries waiting together go to the encoder service in one call (its
-        # adaptive batching then merges the calls of every worker); a failed call fails
-        # its queries, which were checked before they queued, without a call each
+        # free-text queries waiting together are encoded at once: one forward pass in
+        # this worker, or one call to the encoder service, whose adaptive batching then
+        # merges the calls of every worker (recommender.services.encoding); a failed
+        # call fails its queries, which were checked before they queued, without a call
+        # each
         self._queries = RequestBatcher(
             self._encode_queries, max_batch=settings.encode_max_batch, retry_alone=False
         )

@@ -9,6 +9,10 @@ RECBENTO_API_THREADS            1          BLAS / torch threads per API worker
 RECBENTO_MAX_BODY_BYTES         1048576    larger request bodies get 413
 RECBENTO_MAX_EVENTS             1000       events per ``feedback`` call
 RECBENTO_MAX_GROUP              50         members per ``recommend_group`` call
+RECBENTO_ENCODE_IN              auto       where ``recommend`` encodes free text: ``worker``
+                                           (in the API worker), ``service`` (the encoder
+                                           service), ``auto`` (see
+                                           :mod:`~recommender.services.encoding`)
 RECBENTO_ENCODE_MAX_BATCH       64         adaptive batching: largest ``encode`` batch
 RECBENTO_ENCODE_MAX_LATENCY_MS  10000      adaptive batching: latency budget
 RECBENTO_RELOAD_SECONDS         30         how often a model served by name looks for a
@@ -24,7 +28,7 @@ import os
 from dataclasses import dataclass
 
 from recommender.errors import InputError
-from recommender.validate import check_fields
+from recommender.validate import check_range
 
 __all__ = ["ServiceSettings"]
 
@@ -40,7 +44,10 @@ _ENV = {
     "reload_seconds": "RECBENTO_RELOAD_SECONDS",
     "keepalive_requests": "RECBENTO_KEEPALIVE_REQUESTS",
 }
-#: Every setting is a whole number >= 1; 0 turns off reloading and the keep-alive limit.
+#: Settings that take one of a few words: field -> (variable, choices).
+_CHOICES = {"encode_in": ("RECBENTO_ENCODE_IN", ("auto", "worker", "service"))}
+#: Every other setting is a whole number >= 1; 0 turns off reloading and the keep-alive
+#: limit.
 _OFF_AT_0 = ("reload_seconds", "keepalive_requests")
 _RANGES = {name: {"low": 0 if name in _OFF_AT_0 else 1, "whole": True} for name in _ENV}
 
@@ -51,13 +58,15 @@ class ServiceSettings:
 
     ``concurrency`` is BentoML's ``threads``: the sync APIs (all but ``recommend``,
     which is async and batches on the event loop) run that many calls at once per
-    worker. ``recommend`` sends the free-text queries waiting together in a worker to
-    the encoder service in one call of at most ``encode_max_batch`` texts.
+    worker. ``recommend`` encodes the free-text queries waiting together in a worker at
+    once, at most ``encode_max_batch`` of them: in one forward pass in the worker, or in
+    one call to the encoder service (``encode_in``).
     ``encode_max_latency_ms`` is generous on purpose: on a 2-core CPU a batch of 64
     short texts takes about 160 ms, and a tight budget makes BentoML shed load with 503s.
     """
 
     workers: int = 2
+    encode_in: str = "auto"
     concurrency: int = 16
     api_threads: int = 1
     max_body_bytes: int = 1 << 20
@@ -69,12 +78,24 @@ class ServiceSettings:
     keepalive_requests: int = 100
 
     def __post_init__(self) -> None:
-        check_fields(self, _RANGES, label=_ENV.__getitem__)
+        for name, (var, choices) in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in choices:
+                raise InputError(
+                    f"{var}={value!r}: expected one of {list(choices)}", field=var, value=value
+                )
+        for name, limits in _RANGES.items():
+            value = check_range(getattr(self, name), field=_ENV[name], **limits)
+            object.__setattr__(self, name, value)
 
     @classmethod
     def from_env(cls) -> ServiceSettings:
         """Defaults, overridden by whichever ``RECBENTO_*`` variables are set."""
-        values = {}
+        values: dict[str, object] = {}
+        for name, (var, _) in _CHOICES.items():
+            raw = os.environ.get(var)
+            if raw:
+                values[name] = raw.strip().lower()
         for name, var in _ENV.items():
             raw = os.environ.get(var)
             if raw is None or raw == "":
