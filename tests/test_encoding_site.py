@@ -19,6 +19,11 @@ def test_the_setting_comes_from_the_environment_and_bad_values_name_it(monkeypat
     with pytest.raises(InputError, match="RECBENTO_ENCODE_IN='gpu'.*'service'") as info:
         ServiceSettings.from_env()
     assert info.value.field == "RECBENTO_ENCODE_IN"
+    monkeypatch.delenv("RECBENTO_ENCODE_IN")
+    assert ServiceSettings.from_env().encode_precision == "fast"
+    monkeypatch.setenv("RECBENTO_ENCODE_PRECISION", "int8")
+    with pytest.raises(InputError, match="RECBENTO_ENCODE_PRECISION='int8'"):
+        ServiceSettings.from_env()
 
 
 def test_auto_encodes_in_the_worker_only_when_the_encoder_would_share_its_cpu(monkeypatch):

@@ -24,7 +24,8 @@ def _serve(port: int, **env: str) -> subprocess.Popen:
 
 def test_real_bentoml_serve():
     port = free_port()
-    proc = _serve(port, RECBENTO_KEEPALIVE_REQUESTS="5")
+    # the queries in fp32, to compare the answer with one encoded in this process
+    proc = _serve(port, RECBENTO_KEEPALIVE_REQUESTS="5", RECBENTO_ENCODE_PRECISION="float32")
     try:
         url = f"http://127.0.0.1:{port}"
         r = httpx.post(f"{url}/recommend", json={"user_id": 30, "k": 3}, timeout=30)

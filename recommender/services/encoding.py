@@ -105,16 +105,23 @@ def texts_per_pass() -> Any:
     )
 
 
-def worker_encoder(config: EncoderConfig, service: str) -> Callable[[list[str]], np.ndarray]:
+def worker_encoder(
+    config: EncoderConfig, service: str, *, precision: str = "fast"
+) -> Callable[[list[str]], np.ndarray]:
     """Load the model's checkpoint in this process: ``texts -> vectors``, counted per pass.
 
     It is warmed up with one text, so the first query does not pay for the first pass.
     """
     from recommender.serving.model import load_encoder
 
-    encoder = load_encoder(config)
+    encoder = load_encoder(config, precision=precision)
     encoder.encode(["warm up"])
-    log.info("free text is encoded in this worker (%s on %s)", encoder.name, encoder.device)
+    log.info(
+        "free text is encoded in this worker (%s on %s, %s)",
+        encoder.name,
+        encoder.device,
+        encoder.dtype,
+    )
 
     def encode(texts: list[str]) -> np.ndarray:
         texts_per_pass().labels(service=service).observe(len(texts))

@@ -133,7 +133,9 @@ def encoder_service(
             from recommender.encoder import TextEncoder
 
             source = self.checkpoint.path if config.model_tag else (config.path or config.name)
-            self.encoder = TextEncoder.from_pretrained(source, max_length=config.max_length)
+            self.encoder = TextEncoder.from_pretrained(
+                source, max_length=config.max_length, precision=settings.encode_precision
+            )
             freeze_heap()  # the checkpoint's objects stay out of the collector's rounds
 
         @bentoml.api(
@@ -210,7 +212,11 @@ def make_services(
             encode = self._encode  # through the encoder service, or in this worker:
             if encode_site(settings.encode_in, Encoder.name) == "worker":
                 stored = stored_config(serve) or {}
-                encode = worker_encoder(EncoderConfig.from_config(stored.get("encoder")), name)
+                encode = worker_encoder(
+                    EncoderConfig.from_config(stored.get("encoder")),
+                    name,
+                    precision=settings.encode_precision,
+                )
             self.handlers = Handlers.open(serve, encode=encode, settings=settings)
             if follows:  # a pinned version is kept, unless refreshed
                 ModelWatcher(self.handlers, target, settings.reload_seconds).start()

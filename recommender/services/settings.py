@@ -13,6 +13,10 @@ RECBENTO_ENCODE_IN              auto       where ``recommend`` encodes free text
                                            (in the API worker), ``service`` (the encoder
                                            service), ``auto`` (see
                                            :mod:`~recommender.services.encoding`)
+RECBENTO_ENCODE_PRECISION       fast       the encoder's precision for queries and
+                                           ``/encode``: fp16 on CUDA, bf16 on a CPU with
+                                           native bf16, else fp32 (see
+                                           :class:`~recommender.encoder.TextEncoder`)
 RECBENTO_ENCODE_MAX_BATCH       64         adaptive batching: largest ``encode`` batch
 RECBENTO_ENCODE_MAX_LATENCY_MS  10000      adaptive batching: latency budget
 RECBENTO_RELOAD_SECONDS         30         how often a model served by name looks for a
@@ -27,6 +31,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from recommender.encoder import PRECISIONS
 from recommender.errors import InputError
 from recommender.validate import check_range
 
@@ -45,7 +50,10 @@ _ENV = {
     "keepalive_requests": "RECBENTO_KEEPALIVE_REQUESTS",
 }
 #: Settings that take one of a few words: field -> (variable, choices).
-_CHOICES = {"encode_in": ("RECBENTO_ENCODE_IN", ("auto", "worker", "service"))}
+_CHOICES = {
+    "encode_in": ("RECBENTO_ENCODE_IN", ("auto", "worker", "service")),
+    "encode_precision": ("RECBENTO_ENCODE_PRECISION", PRECISIONS),
+}
 #: Every other setting is a whole number >= 1; 0 turns off reloading and the keep-alive
 #: limit.
 _OFF_AT_0 = ("reload_seconds", "keepalive_requests")
@@ -67,6 +75,7 @@ class ServiceSettings:
 
     workers: int = 2
     encode_in: str = "auto"
+    encode_precision: str = "fast"
     concurrency: int = 16
     api_threads: int = 1
     max_body_bytes: int = 1 << 20

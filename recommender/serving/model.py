@@ -200,13 +200,17 @@ def load_model(
     return model
 
 
-def load_encoder(config: EncoderConfig) -> Any:
-    """The model's text encoder, from its saved checkpoint or the packaged default."""
+def load_encoder(config: EncoderConfig, *, precision: str = "default") -> Any:
+    """The model's text encoder, from its saved checkpoint or the packaged default.
+
+    ``precision``: see :class:`~recommender.encoder.TextEncoder` (the services pass
+    ``RECBENTO_ENCODE_PRECISION``).
+    """
     from recommender.encoder import TextEncoder
 
     source = config.model_tag and _stored_encoder_path(config.model_tag)
     return TextEncoder.from_pretrained(
-        source or config.path or config.name, max_length=config.max_length
+        source or config.path or config.name, max_length=config.max_length, precision=precision
     )
 
 
