@@ -42,6 +42,8 @@ import numpy as np
 from benchmarks.load import CLIENTS, drive
 from benchmarks.serving_inprocess import QUERIES, catalogue_scaling, inprocess_encode_best
 from benchmarks.serving_report import write_report
+from recommender.encoder import model_dtype, resolve_device
+from recommender.services.settings import ServiceSettings
 from tests.procs import free_port, serve, stop  # shared with the tests
 
 log = logging.getLogger(__name__)
@@ -128,6 +130,25 @@ PLAN: dict[str, list[int]] = {
 }
 
 
+def parse_plan(entries: list[str]) -> dict[str, list[int]]:
+    """:data:`PLAN` with the concurrencies of the endpoints ``entries`` name replaced.
+
+    >>> parse_plan(["recommend(query)=8,32,128"])["recommend(query)"]
+    [8, 32, 128]
+    >>> parse_plan(["encode="])["encode"]
+    []
+    """
+    plan = {name: list(cs) for name, cs in PLAN.items()}
+    for entry in entries:
+        name, _, values = entry.partition("=")
+        if name not in plan or not _:
+            raise argparse.ArgumentTypeError(
+                f"--plan {entry!r}: expected ENDPOINT=C1,C2,... with ENDPOINT one of {list(plan)}"
+            )
+        plan[name] = [int(v) for v in values.split(",") if v.strip()]
+    return plan
+
+
 def endpoints(n_users: int, texts_per_encode: int) -> dict[str, tuple[str, Any]]:
     """Route and body generator of each benchmarked endpoint."""
     rng = np.random.default_rng(0)
@@ -202,23 +223,27 @@ def load_test(
                 res["p99_ms"],
                 res["errors"],
             )
-        if name == "recommend(query)":
-            batches = encode_batches(base)
+    if any(name in plan for name in ("recommend(query)", "encode")):
+        batches = encode_batches(base)
     return rows, batches
 
 
 def encode_batches(base: str) -> dict[str, dict[str, float]]:
-    """The encoder's batches so far, from the server's ``/metrics``.
+    """The encoders' batches so far, from the server's ``/metrics``.
 
-    ``calls``: BentoML's ``adaptive_batch_size`` (calls merged into each batch);
-    ``texts``: recbento's ``recbento_encode_batch_texts`` (texts in each forward pass, a
-    call carrying every query its worker had waiting). Each maps ``le`` -> cumulative
-    count, plus ``sum`` and ``count``.
+    ``calls``: BentoML's ``adaptive_batch_size`` in the encoder service (calls merged
+    into each batch); ``texts_worker`` and ``texts_service``: recbento's
+    ``recbento_encode_batch_texts`` (texts in each forward pass) in the API workers
+    (free-text queries encoded where they arrived) and in the encoder service (``/encode``
+    calls, and free-text queries where the workers call it). Each maps ``le`` ->
+    cumulative count, plus ``sum`` and ``count``.
     """
     text = httpx.get(f"{base}/metrics", timeout=30).text
+    texts = "recbento_encode_batch_texts"
     return {
         "calls": _histogram(text, "bentoml_service_adaptive_batch_size", 'method_name="encode"'),
-        "texts": _histogram(text, "recbento_encode_batch_texts", ""),
+        "texts_worker": _histogram(text, texts, 'service="recbento"'),
+        "texts_service": _histogram(text, texts, 'service="recbento-encoder"'),
     }
 
 
@@ -262,6 +287,13 @@ def floor_test(
     return rows
 
 
+def gpu_name() -> str | None:
+    """The CUDA device the encoder service runs on, or ``None`` on a CPU-only machine."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="recbento-demo")
@@ -274,6 +306,14 @@ def main(argv: list[str] | None = None) -> None:
         default="aiohttp",
         help="the load generator's HTTP client (httpx: the heavier one earlier runs used)",
     )
+    ap.add_argument(
+        "--plan",
+        nargs="+",
+        default=[],
+        metavar="ENDPOINT=C1,C2",
+        help="concurrencies for an endpoint instead of the default plan's, e.g. "
+        "'recommend(query)=8,32,128' (an empty list skips the endpoint)",
+    )
     ap.add_argument("--skip-scaling", action="store_true")
     ap.add_argument(
         "--scaling-from",
@@ -284,6 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    plan = parse_plan(args.plan)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a log line per request costs CPU
     args.out.mkdir(parents=True, exist_ok=True)
@@ -301,14 +342,14 @@ def main(argv: list[str] | None = None) -> None:
     enc_cfg = bundle.config.get("encoder", {})
     del bundle
 
-    floor = floor_test(args.seconds, n_users, PLAN["recommend"], args.client)
+    floor = floor_test(args.seconds, n_users, plan["recommend"], args.client)
     port = free_port()
     proc = start_server(tag, port)
     try:
         rss_idle = server_rss_mb(proc)
         rows, batches = load_test(
             f"http://127.0.0.1:{port}",
-            PLAN,
+            plan,
             args.seconds,
             n_users,
             args.texts_per_encode,
@@ -318,7 +359,9 @@ def main(argv: list[str] | None = None) -> None:
         rss_loaded = server_rss_mb(proc)
     finally:
         stop_server(proc)
-    inproc = inprocess_encode_best(enc_cfg.get("path") or enc_cfg.get("name"))
+    precision = ServiceSettings.from_env().encode_precision  # as the served encoders
+    inproc = inprocess_encode_best(enc_cfg.get("path") or enc_cfg.get("name"), precision=precision)
+    device = resolve_device()
     skip = args.skip_scaling or args.scaling_from is not None
     scaling = [] if skip else catalogue_scaling(args.sizes)
 
@@ -328,10 +371,12 @@ def main(argv: list[str] | None = None) -> None:
         "model": tag,
         "seconds_per_cell": args.seconds,
         "client": args.client,
+        "gpu": gpu_name(),
         "floor": floor,
         "load": rows,
         "encode_batch_histogram": batches,
         "encode_inprocess_texts_per_s": inproc,
+        "encode_precision": str(model_dtype(precision, device)).removeprefix("torch."),
         "catalogue_scaling": scaling,
         "server_rss_mb": {"idle": rss_idle, "after_load": rss_loaded},
     }
