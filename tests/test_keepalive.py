@@ -54,7 +54,7 @@ def test_connections_that_never_reach_the_limit_are_forgotten():
 
 
 def test_the_setting_comes_from_the_environment_and_bad_values_name_it(monkeypatch):
-    assert ServiceSettings.from_env().keepalive_requests == 100
+    assert ServiceSettings.from_env().keepalive_requests == 10
     monkeypatch.setenv("RECBENTO_KEEPALIVE_REQUESTS", "0")
     assert ServiceSettings.from_env().keepalive_requests == 0  # off
     for bad in ("-1", "ten", "2.5"):

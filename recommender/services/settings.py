@@ -21,7 +21,7 @@ RECBENTO_ENCODE_MAX_BATCH       64         adaptive batching: largest ``encode``
 RECBENTO_ENCODE_MAX_LATENCY_MS  10000      adaptive batching: latency budget
 RECBENTO_RELOAD_SECONDS         30         how often a model served by name looks for a
                                            newer version (0: never)
-RECBENTO_KEEPALIVE_REQUESTS     100        answers on one connection before the API asks
+RECBENTO_KEEPALIVE_REQUESTS     10         answers on one connection before the API asks
                                            the client to reconnect (0: never)
 ==============================  =========  ==============================================
 """
@@ -84,7 +84,7 @@ class ServiceSettings:
     encode_max_batch: int = 64
     encode_max_latency_ms: int = 10_000
     reload_seconds: int = 30
-    keepalive_requests: int = 100
+    keepalive_requests: int = 10
 
     def __post_init__(self) -> None:
         for name, (var, choices) in _CHOICES.items():
