@@ -42,7 +42,6 @@ import numpy as np
 from benchmarks.load import CLIENTS, drive
 from benchmarks.serving_inprocess import QUERIES, catalogue_scaling, inprocess_encode_best
 from benchmarks.serving_report import write_report
-from recommender.encoder import model_dtype, resolve_device
 from recommender.services.settings import ServiceSettings
 from tests.procs import free_port, serve, stop  # shared with the tests
 
@@ -360,8 +359,9 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         stop_server(proc)
     precision = ServiceSettings.from_env().encode_precision  # as the served encoders
-    inproc = inprocess_encode_best(enc_cfg.get("path") or enc_cfg.get("name"), precision=precision)
-    device = resolve_device()
+    inproc, inproc_dtype = inprocess_encode_best(
+        enc_cfg.get("path") or enc_cfg.get("name"), precision=precision
+    )
     skip = args.skip_scaling or args.scaling_from is not None
     scaling = [] if skip else catalogue_scaling(args.sizes)
 
@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
         "load": rows,
         "encode_batch_histogram": batches,
         "encode_inprocess_texts_per_s": inproc,
-        "encode_precision": str(model_dtype(precision, device)).removeprefix("torch."),
+        "encode_precision": inproc_dtype,
         "catalogue_scaling": scaling,
         "server_rss_mb": {"idle": rss_idle, "after_load": rss_loaded},
     }

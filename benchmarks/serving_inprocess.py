@@ -30,8 +30,8 @@ QUERIES = [
 
 def inprocess_encode_best(
     model_path: str | None, n_texts: int | None = None, precision: str = "fast"
-) -> dict[str, float]:
-    """In-process encoding throughput (texts/s) at several batch sizes.
+) -> tuple[dict[str, float], str]:
+    """In-process encoding throughput (texts/s) at several batch sizes, and the dtype it ran in.
 
     ``precision`` is the services' default (``RECBENTO_ENCODE_PRECISION``), so that the
     served figures are compared with the same arithmetic. On CUDA the batches go up to
@@ -53,7 +53,7 @@ def inprocess_encode_best(
         enc.encode(texts if bs > 1 else texts[:128], batch_size=bs)
         n = n_texts if bs > 1 else 128
         out[str(bs)] = n / (time.perf_counter() - t0)
-    return out
+    return out, str(enc.dtype).removeprefix("torch.")
 
 
 def catalogue_scaling(sizes: list[int], dim: int = 384, n_queries: int = 200) -> list[dict]:
