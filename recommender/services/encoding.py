@@ -6,8 +6,9 @@ the hop costs more than it saves: the call's serialisation on both sides, a thir
 process competing for the same cores, and PyTorch's threads in the encoder contending
 with the API workers for them. There each API worker encodes the queries it has waiting
 in one forward pass on a thread of its own (``RECBENTO_API_THREADS``): on the 2-core
-reference machine free-text ``recommend`` at concurrency 32 went from 196 to 248-270
-requests/s, and ``recommend`` by user was unchanged (``README.md``, "Serving").
+reference machine free-text ``recommend`` at concurrency 32 went from 195-209 to 230-268
+requests/s in most alternating runs (fp32), and ``recommend`` by user was unchanged
+(``README.md``, "Serving performance").
 
 ``RECBENTO_ENCODE_IN`` chooses:
 
