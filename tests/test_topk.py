@@ -41,6 +41,43 @@ def test_top_k_is_the_sorted_eligible_prefix(n, k, levels, seed):
     np.testing.assert_array_equal(sc[0][: len(want)], row[want])
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(2_000, 30_000),
+    k=st.integers(1, 250),
+    shape=st.sampled_from(["random", "rising", "few levels"]),
+    seed=st.integers(0, 10**6),
+)
+def test_catalogue_sized_rows_rank_as_sorting_does(n, k, shape, seed):
+    """Rows many times longer than ``k`` are first cut at a bar drawn from a sample:
+    rising scores (a popularity-ordered catalogue) and many ties give the definition's
+    answer."""
+    rng = np.random.default_rng(seed)
+    row = {
+        "random": lambda: rng.normal(size=n),
+        "rising": lambda: np.sort(rng.normal(size=n)),
+        "few levels": lambda: rng.integers(0, 4, n) / 4,
+    }[shape]().astype(np.float32)
+    row[rng.random(n) < 0.05] = -np.inf
+    exclude = rng.integers(0, n, rng.integers(0, 50))
+    allowed = rng.random(n) < 0.9
+    idx, sc = top_k(row, k, exclude=[exclude], allowed=allowed)
+    want = _by_sorting(row, k, exclude, allowed)
+    assert idx[0].tolist() == want
+    np.testing.assert_array_equal(sc[0], row[want])
+
+
+@pytest.mark.parametrize("n", [4_000, 10_000, 50_000])
+def test_a_sample_that_sees_only_the_best_scores_still_ranks_the_whole_row(n):
+    """The few best scores sit exactly where the sample looks (every ``n // 1024``-th
+    item), so its bar lets fewer than ``k`` through: the whole row is ranked instead."""
+    k = 200
+    row = np.full(n, 0.5, dtype=np.float32)
+    row[: (k // 4) * (n // 1024) : n // 1024] = 1.0
+    want = _by_sorting(row, k, np.zeros(0, int), np.ones(n, bool))
+    assert top_k(row, k)[0][0].tolist() == want
+
+
 def test_ties_at_the_cut_go_to_the_lower_index():
     row = np.array([0, 2, 3, 3, 1, 2, 0, 1, 3, 2, 0, 3, 3, 1], dtype=np.float32)
     # the four 3s, then two of the three 2s: items 1 and 5, not 9

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from knowledge_graph.expand import blend
+from recommender.jit import njit
 from recommender.serving.knobs import Knobs, resolve_knobs
 from recommender.serving.types import Candidates, Request, UserState
 from recommender.topk import top_k
@@ -83,17 +84,50 @@ def _expand(model: LoadedModel, row: np.ndarray, st: UserState, weight: float) -
     return blend(row, kg_idx, kg_sc, weight * _head_spread(row))
 
 
-def _head_spread(row: np.ndarray) -> float:
+@njit()
+def _head_spread(row: np.ndarray) -> float:  # pragma: no cover - compiled
     """Spread of the row's head (its maximum minus its median), so ``kg_weight`` is scale-free.
 
-    >>> _head_spread(np.array([0.0, 1.0, 2.0, 10.0, -np.inf]))
+    >>> float(_head_spread(np.array([0.0, 1.0, 2.0, 10.0, -np.inf])))
     8.5
     """
     finite = row[np.isfinite(row)]
     if finite.size < 2:
         return 1.0
-    mid = finite.size // 2
-    part = np.partition(finite, [mid - 1, mid])  # one partition gives the median
-    median = float(part[mid]) if finite.size % 2 else float(part[mid - 1 : mid + 1].mean())
-    spread = float(finite.max()) - median
+    spread = float(finite.max()) - float(_median(finite))
     return spread if spread > 0 else 1.0
+
+
+@njit()
+def _median(x: np.ndarray) -> float:  # pragma: no cover - compiled
+    """``np.median(x)``, the same value, for a row of a catalogue.
+
+    Partitioning a whole row mispredicts a branch at every other comparison, which
+    made the median a fifth of this stage. A strided sample of about 1,024 values
+    brackets the median instead (the sample's 44th and 56th percentiles); one pass
+    counts the values below the bracket and copies those inside it, without branches,
+    and only they are partitioned. When the median falls outside the bracket, the
+    whole row is partitioned, as before.
+    """
+    n = x.size
+    if n < 4096:
+        return np.median(x)
+    lo_rank, hi_rank = (n - 1) // 2, n // 2  # the middle values' ranks (equal: odd n)
+    sample = x[:: n // 1024].copy()
+    s = sample.size
+    d = s // 16
+    sample = np.partition(sample, np.array([s // 2 - d, s // 2 + d]))
+    lo, hi = sample[s // 2 - d], sample[s // 2 + d]
+    below = 0
+    inside = np.empty(n, dtype=x.dtype)
+    m = 0
+    for v in x:
+        below += v < lo
+        inside[m] = v
+        m += (v >= lo) & (v <= hi)
+    if not below <= lo_rank or not hi_rank < below + m:
+        return np.median(x)
+    part = np.partition(inside[:m], np.array([lo_rank - below, hi_rank - below]))
+    if lo_rank == hi_rank:
+        return part[lo_rank - below]
+    return (part[lo_rank - below] + part[hi_rank - below]) / 2
