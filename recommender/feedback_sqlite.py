@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,13 @@ _ADDED_COLUMNS = (("event_type", "TEXT"), ("request_id", "TEXT"))
 class FeedbackStore(EventStore):
     """The embedded backend: SQLite (WAL, ``synchronous=FULL``), safe across threads.
 
-    One connection is shared by the threads of a process behind a lock; several
+    The threads of a process write through one connection behind a lock and read
+    through another behind its own: a read (the request path's check for new events)
+    never waits for a write to be synced to disk, which WAL lets readers skip. Several
     processes (BentoML workers) may open the same file, SQLite serialises their
     writers (``BEGIN IMMEDIATE``, so ``seq`` order is commit order) and
-    ``busy_timeout`` makes them wait rather than fail.
+    ``busy_timeout`` makes them wait rather than fail. An in-memory store (``":memory:"``)
+    has one connection for both.
 
     Parameters
     ----------
@@ -86,15 +90,24 @@ class FeedbackStore(EventStore):
 
         conn.executescript(impressions.SQLITE_SCHEMA + experiments.SQLITE_SCHEMA)
         conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        self._read_lock, self._reader = self._lock, conn
+        if self.path != ":memory:":
+            self._read_lock = threading.Lock()
+            self._reader = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+            self._reader.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         log.info("feedback store %s open: %d events", self.path, self.count())
 
     def close(self) -> None:
         """Checkpoint the WAL and close; further calls raise :class:`InputError`."""
-        with self._lock:
+        with self._lock, self._read_lock if self._read_lock is not self._lock else nullcontext():
             if self._conn is not None:
                 try:
                     self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 finally:
+                    if self._reader is not self._conn:
+                        self._reader.close()
                     self._conn.close()
                     self._conn = None
 
@@ -129,8 +142,9 @@ class FeedbackStore(EventStore):
         return self._conn
 
     def _query(self, sql: str, args: list[Any]) -> list[tuple]:
-        with self._lock:
-            return self._connection().execute(sql, args).fetchall()
+        with self._read_lock:
+            self._connection()  # closed: a clear error
+            return self._reader.execute(sql, args).fetchall()
 
     def _write_many(self, statements: list[tuple[str, list[tuple]]]) -> None:
         with self._lock:

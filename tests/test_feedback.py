@@ -356,3 +356,19 @@ def test_acknowledged_events_survive_kill_9(target: str) -> None:
         stored = set(reopened.all_events()["item_id"].tolist())
     assert len(acked) >= 200
     assert set(acked) <= stored
+
+
+def test_reads_do_not_wait_for_a_write_in_progress(tmp_path):
+    """The request path's check for new events reads through its own connection: a
+    write of this process (impressions syncing to disk) does not hold it up, and what
+    was committed before is seen."""
+    store = FeedbackStore(tmp_path / "f.db")
+    store.append(EVENTS)
+    got = []
+    with store._lock:  # a writer of this process mid-transaction
+        reader = threading.Thread(target=lambda: got.append(store.last_seq()))
+        reader.start()
+        reader.join(10)
+        assert not reader.is_alive(), "last_seq waited for the write lock"
+    assert got == [3]
+    store.close()
