@@ -45,7 +45,8 @@ def user_states(
         disliked = _NONE
         if req.user_id is not None:  # never again what the user disliked
             disliked = model.live.disliked(model.catalogue.user_key(req.user_id))
-            seen = np.union1d(seen, disliked)
+            if len(disliked):  # a union sorts again even with nothing to add
+                seen = np.union1d(seen, disliked)
         if req.exclude_items:
             seen = np.union1d(seen, model.catalogue.rows(req.exclude_items, "exclude_items"))
         states.append(
