@@ -143,7 +143,9 @@ def two_hop(
     n_items, n_ent = A_norm.shape
     s = seed_vector(n_items, seeds, weights)
     A = A_norm.tocsr()
-    e = _seed_entities(A.indptr, A.indices, A.data, np.flatnonzero(s), s, n_ent)
+    rows = np.unique(np.asarray(seeds, dtype=np.int64))  # where s is nonzero, without
+    rows = rows[s[rows] != 0]  # a scan of the whole catalogue
+    e = _seed_entities(A.indptr, A.indices, A.data, rows, s, n_ent)
     total = e.sum()
     e = e / total if total > 0 else e
     if len(query_entities):

@@ -64,13 +64,13 @@ def request_knobs(model: LoadedModel, req: Request, *, trained: bool) -> Knobs:
 def _expand(model: LoadedModel, row: np.ndarray, st: UserState, weight: float) -> np.ndarray:
     """Blend the graph's candidates for one request into its relevance row."""
     w = st.weights
-    seeds = np.r_[st.history.items, st.query_items].astype(np.int64)
+    seeds = np.concatenate([st.history.items, st.query_items]).astype(np.int64)
     if not len(seeds) and not st.query_entities:
         return row
     top = float(w.max()) if len(w) else 1.0
     kg_idx, kg_sc = model.graph.expand(
         seeds,
-        np.r_[w, np.full(len(st.query_items), top)],
+        np.concatenate([w, np.full(len(st.query_items), top)]),
         query_entities=st.query_entities,
         query_weight=model.serving.query_weight if len(st.history) else 1.0,
         n=model.serving.n_candidates,

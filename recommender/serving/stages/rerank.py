@@ -74,4 +74,7 @@ def reserve_new_items(
     pick = pool[np.lexsort((pool, -row[pool]))[:slots]]
     keep = len(idx) - len(pick)
     floor = sc[keep - 1]
-    return np.r_[idx[:keep], pick], np.r_[sc[:keep], np.full(len(pick), floor, sc.dtype)]
+    return (
+        np.concatenate([idx[:keep], pick]),
+        np.concatenate([sc[:keep], np.full(len(pick), floor, sc.dtype)]),
+    )
