@@ -130,11 +130,12 @@ def encoder_service(
             checkpoint = bentoml.models.BentoModel(config.model_tag)
 
         def __init__(self) -> None:
-            from recommender.encoder import TextEncoder
+            from recommender.serving.model import load_encoder
 
-            source = self.checkpoint.path if config.model_tag else (config.path or config.name)
-            self.encoder = TextEncoder.from_pretrained(
-                source, max_length=config.max_length, precision=settings.encode_precision
+            self.encoder = load_encoder(  # the checkpoint this service declared, if any
+                config,
+                precision=settings.encode_precision,
+                path=self.checkpoint.path if config.model_tag else None,
             )
             freeze_heap()  # the checkpoint's objects stay out of the collector's rounds
 

@@ -200,15 +200,19 @@ def load_model(
     return model
 
 
-def load_encoder(config: EncoderConfig, *, precision: str = "default") -> Any:
+def load_encoder(
+    config: EncoderConfig, *, precision: str = "default", path: str | None = None
+) -> Any:
     """The model's text encoder, from its saved checkpoint or the packaged default.
 
     ``precision``: see :class:`~recommender.encoder.TextEncoder` (the services pass
-    ``RECBENTO_ENCODE_PRECISION``).
+    ``RECBENTO_ENCODE_PRECISION``). ``path``: where the checkpoint ``config.model_tag``
+    names already is (the encoder service passes its ``BentoModel``'s), instead of
+    looking it up in the model store.
     """
     from recommender.encoder import TextEncoder
 
-    source = config.model_tag and _stored_encoder_path(config.model_tag)
+    source = config.model_tag and (path or _stored_encoder_path(config.model_tag))
     return TextEncoder.from_pretrained(
         source or config.path or config.name, max_length=config.max_length, precision=precision
     )
