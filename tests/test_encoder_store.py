@@ -53,3 +53,31 @@ def test_the_packaged_default_encoder_is_not_copied(tiny_encoder):
     except NotFound:
         return
     raise AssertionError("the default encoder was copied into the store")
+
+
+def test_the_encoder_service_serves_the_stored_checkpoint(tmp_path, tiny_encoder_path):
+    """``encoder_service`` declares the model's stored checkpoint and encodes with it,
+    the model's own vectors, once the folder it was built from is gone."""
+    from recommender.services import ServiceSettings, encoder_service
+
+    ITEMS.to_csv(tmp_path / "items.csv", index=False)
+    INTERACTIONS.to_csv(tmp_path / "interactions.csv", index=False)
+    ckpt = tmp_path / "their-bert"
+    shutil.copytree(tiny_encoder_path, ckpt)
+    tag = build_and_save(
+        tmp_path / "items.csv",
+        tmp_path / "interactions.csv",
+        name="enc-service-toy",
+        encoder=str(ckpt),
+        progress=False,
+    ).tag
+    shutil.rmtree(ckpt)
+    model = load(tag)
+    Encoder = encoder_service(
+        model.config.encoder, settings=ServiceSettings(encode_precision="float32")
+    )
+    assert [m.tag for m in Encoder.models] == [
+        bentoml.models.get(model.config.encoder.model_tag).tag
+    ]
+    texts = ["a crime film", "something funny"]
+    np.testing.assert_allclose(Encoder.inner().encode(texts), model.encode(texts), atol=1e-6)
