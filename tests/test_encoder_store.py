@@ -12,20 +12,25 @@ from recommender.service_core import load
 from tests.toy import INTERACTIONS, ITEMS
 
 
+def _toy_with_encoder(folder, checkpoint, name: str) -> str:
+    """The toy catalogue built as ``name`` with the encoder at ``checkpoint``; its tag."""
+    ITEMS.to_csv(folder / "items.csv", index=False)
+    INTERACTIONS.to_csv(folder / "interactions.csv", index=False)
+    return build_and_save(
+        folder / "items.csv",
+        folder / "interactions.csv",
+        name=name,
+        encoder=str(checkpoint),
+        progress=False,
+    ).tag
+
+
 def test_custom_encoder_is_stored_with_the_model_and_reused(tmp_path, tiny_encoder_path):
-    ITEMS.to_csv(tmp_path / "items.csv", index=False)
-    INTERACTIONS.to_csv(tmp_path / "interactions.csv", index=False)
     ckpt = tmp_path / "my-bert"
     shutil.copytree(tiny_encoder_path, ckpt)
 
     def build():
-        return build_and_save(
-            tmp_path / "items.csv",
-            tmp_path / "interactions.csv",
-            name="enc-store-toy",
-            encoder=str(ckpt),
-            progress=False,
-        ).tag
+        return _toy_with_encoder(tmp_path, ckpt, "enc-store-toy")
 
     first = build()
     before = load(first).encode(["a crime film"])
@@ -60,17 +65,9 @@ def test_the_encoder_service_serves_the_stored_checkpoint(tmp_path, tiny_encoder
     the model's own vectors, once the folder it was built from is gone."""
     from recommender.services import ServiceSettings, encoder_service
 
-    ITEMS.to_csv(tmp_path / "items.csv", index=False)
-    INTERACTIONS.to_csv(tmp_path / "interactions.csv", index=False)
     ckpt = tmp_path / "their-bert"
     shutil.copytree(tiny_encoder_path, ckpt)
-    tag = build_and_save(
-        tmp_path / "items.csv",
-        tmp_path / "interactions.csv",
-        name="enc-service-toy",
-        encoder=str(ckpt),
-        progress=False,
-    ).tag
+    tag = _toy_with_encoder(tmp_path, ckpt, "enc-service-toy")
     shutil.rmtree(ckpt)
     model = load(tag)
     Encoder = encoder_service(
