@@ -49,6 +49,49 @@ def test_more_waiting_than_a_batch_holds_run_in_turn():
     assert seen == [3, 3, 1]
 
 
+def test_a_busy_batcher_lingers_for_more_but_an_idle_one_does_not():
+    """With ``min_batch`` and a linger, a lone request still runs at once; requests that
+    arrive one by one while a batch runs are gathered until ``min_batch`` wait, and a
+    linger that runs out sends what is there."""
+    seen: list[int] = []
+    gate = threading.Event()
+
+    def double(xs):
+        seen.append(len(xs))
+        gate.wait(5)
+        return [x * 2 for x in xs]
+
+    async def main():
+        b = RequestBatcher(double, min_batch=4, linger=30.0)
+        # a lone request at an idle batcher: were it held for the linger, this would time out
+        first = asyncio.ensure_future(b.submit(0))
+        await asyncio.sleep(0.2)
+        assert seen == [1]
+        later = [asyncio.ensure_future(b.submit(1))]
+        gate.set()  # the first batch ends with one request waiting: the batcher lingers
+        await asyncio.sleep(0.3)
+        assert seen == [1]
+        for i in range(2, 5):  # the fourth waiting request ends the linger
+            later.append(asyncio.ensure_future(b.submit(i)))
+            await asyncio.sleep(0.05)
+        return await asyncio.wait_for(asyncio.gather(first, *later), 5)
+
+    assert asyncio.run(main()) == [0, 2, 4, 6, 8]
+    assert seen == [1, 4]
+
+    seen.clear()
+
+    async def short_linger():
+        b = RequestBatcher(double, min_batch=8, linger=0.2)
+        first = asyncio.ensure_future(b.submit(0))
+        await asyncio.sleep(0.05)  # the first batch is done; the batcher lingers
+        second = asyncio.ensure_future(b.submit(1))
+        return await asyncio.wait_for(asyncio.gather(first, second), 5)
+
+    assert asyncio.run(short_linger()) == [0, 2]
+    assert seen == [1, 1]  # the linger ran out with one waiting: it went alone
+
+
 def test_a_caller_that_goes_away_does_not_stop_the_others():
     gate = threading.Event()
 
@@ -211,3 +254,18 @@ def test_requests_left_on_a_closed_loop_do_not_block_the_next_loop():
     loop.close()
     gate.set()
     assert asyncio.run(asyncio.wait_for(b.submit("new"), 5)) == "new"
+
+
+def test_the_query_linger_comes_from_the_environment_and_bad_values_name_it(monkeypatch):
+    s = ServiceSettings.from_env()
+    assert (s.query_min_batch, s.query_linger_ms) == (12, 15)
+    monkeypatch.setenv("RECBENTO_QUERY_LINGER_MS", "0")  # off: a pass never waits
+    assert ServiceSettings.from_env().query_linger_ms == 0
+    monkeypatch.setenv("RECBENTO_QUERY_MIN_BATCH", "0")
+    with pytest.raises(InputError) as info:
+        ServiceSettings.from_env()
+    assert info.value.field == "RECBENTO_QUERY_MIN_BATCH"
+    monkeypatch.setenv("RECBENTO_QUERY_MIN_BATCH", "8")
+    monkeypatch.setenv("RECBENTO_QUERY_LINGER_MS", "soon")
+    with pytest.raises(InputError, match="RECBENTO_QUERY_LINGER_MS='soon'"):
+        ServiceSettings.from_env()

@@ -70,11 +70,16 @@ class Handlers:
         self._batcher = RequestBatcher(self._recommend_many, max_batch=32)
         # free-text queries waiting together are encoded at once: one forward pass in
         # this worker, or one call to the encoder service, whose adaptive batching then
-        # merges the calls of every worker (recommender.services.encoding); a failed
-        # call fails its queries, which were checked before they queued, without a call
-        # each
+        # merges the calls of every worker (recommender.services.encoding); a worker
+        # that has just encoded some waits up to RECBENTO_QUERY_LINGER_MS for
+        # RECBENTO_QUERY_MIN_BATCH of them, so passes grow under load; a failed call
+        # fails its queries, which were checked before they queued, without a call each
         self._queries = RequestBatcher(
-            self._encode_queries, max_batch=settings.encode_max_batch, retry_alone=False
+            self._encode_queries,
+            max_batch=settings.encode_max_batch,
+            retry_alone=False,
+            min_batch=settings.query_min_batch,
+            linger=settings.query_linger_ms / 1000,
         )
 
     def _recommend_many(

@@ -19,6 +19,10 @@ RECBENTO_ENCODE_PRECISION       fast       the encoder's precision for queries a
                                            :class:`~recommender.encoder.TextEncoder`)
 RECBENTO_ENCODE_MAX_BATCH       64         adaptive batching: largest ``encode`` batch
 RECBENTO_ENCODE_MAX_LATENCY_MS  10000      adaptive batching: latency budget
+RECBENTO_QUERY_MIN_BATCH        12         free-text queries a busy API worker waits for
+                                           before its next forward pass (or encoder call)
+RECBENTO_QUERY_LINGER_MS        15         ... for at most this long (0: never waits; a
+                                           query reaching an idle worker never waits)
 RECBENTO_RELOAD_SECONDS         30         how often a model served by name looks for a
                                            newer version (0: never)
 RECBENTO_KEEPALIVE_REQUESTS     10         answers on one connection before the API asks
@@ -46,6 +50,8 @@ _ENV = {
     "max_group": "RECBENTO_MAX_GROUP",
     "encode_max_batch": "RECBENTO_ENCODE_MAX_BATCH",
     "encode_max_latency_ms": "RECBENTO_ENCODE_MAX_LATENCY_MS",
+    "query_min_batch": "RECBENTO_QUERY_MIN_BATCH",
+    "query_linger_ms": "RECBENTO_QUERY_LINGER_MS",
     "reload_seconds": "RECBENTO_RELOAD_SECONDS",
     "keepalive_requests": "RECBENTO_KEEPALIVE_REQUESTS",
 }
@@ -54,9 +60,9 @@ _CHOICES = {
     "encode_in": ("RECBENTO_ENCODE_IN", ("auto", "worker", "service")),
     "encode_precision": ("RECBENTO_ENCODE_PRECISION", PRECISIONS),
 }
-#: Every other setting is a whole number >= 1; 0 turns off reloading and the keep-alive
-#: limit.
-_OFF_AT_0 = ("reload_seconds", "keepalive_requests")
+#: Every other setting is a whole number >= 1; 0 turns off reloading, the keep-alive
+#: limit and the query linger.
+_OFF_AT_0 = ("reload_seconds", "keepalive_requests", "query_linger_ms")
 _RANGES = {name: {"low": 0 if name in _OFF_AT_0 else 1, "whole": True} for name in _ENV}
 
 
@@ -71,6 +77,9 @@ class ServiceSettings:
     one call to the encoder service (``encode_in``).
     ``encode_max_latency_ms`` is generous on purpose: on a 2-core CPU a batch of 64
     short texts takes about 160 ms, and a tight budget makes BentoML shed load with 503s.
+    ``query_min_batch`` and ``query_linger_ms``: a worker that has just encoded queries
+    waits up to the linger for that many before the next pass, so that passes grow under
+    load (see :class:`~recommender.services.batcher.RequestBatcher`).
     """
 
     workers: int = 2
@@ -83,6 +92,8 @@ class ServiceSettings:
     max_group: int = 50
     encode_max_batch: int = 64
     encode_max_latency_ms: int = 10_000
+    query_min_batch: int = 12
+    query_linger_ms: int = 15
     reload_seconds: int = 30
     keepalive_requests: int = 10
 
