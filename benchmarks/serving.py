@@ -42,6 +42,7 @@ import numpy as np
 from benchmarks.load import CLIENTS, drive
 from benchmarks.serving_inprocess import QUERIES, catalogue_scaling, inprocess_encode_best
 from benchmarks.serving_report import write_report
+from recommender.config import EncoderConfig
 from recommender.services.settings import ServiceSettings
 from tests.procs import free_port, serve, stop  # shared with the tests
 
@@ -360,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
         stop_server(proc)
     precision = ServiceSettings.from_env().encode_precision  # as the served encoders
     inproc, inproc_dtype = inprocess_encode_best(
-        enc_cfg.get("path") or enc_cfg.get("name"), precision=precision
+        EncoderConfig.from_config(enc_cfg), precision=precision
     )
     skip = args.skip_scaling or args.scaling_from is not None
     scaling = [] if skip else catalogue_scaling(args.sizes)

@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from recommender.config import EncoderConfig
+
 log = logging.getLogger(__name__)
 
 #: Free-text requests of the benchmark (a counter is appended so none repeats).
@@ -29,20 +31,22 @@ QUERIES = [
 
 
 def inprocess_encode_best(
-    model_path: str | None, n_texts: int | None = None, precision: str = "fast"
+    config: EncoderConfig, n_texts: int | None = None, precision: str = "fast"
 ) -> tuple[dict[str, float], str]:
     """In-process encoding throughput (texts/s) at several batch sizes, and the dtype it ran in.
 
-    ``precision`` is the services' default (``RECBENTO_ENCODE_PRECISION``), so that the
-    served figures are compared with the same arithmetic. On CUDA the batches go up to
-    512 over 4,096 texts (a GPU is still gaining at 128); on a CPU up to 128 over 512.
+    The model's encoder (``config``) is opened as the services open it
+    (:func:`~recommender.serving.load_encoder`: a stored checkpoint included), in their
+    ``precision`` (``RECBENTO_ENCODE_PRECISION``), so that the served figures are
+    compared with the same arithmetic. On CUDA the batches go up to 512 over 4,096 texts
+    (a GPU is still gaining at 128); on a CPU up to 128 over 512.
     """
     import torch
 
-    from recommender.encoder import TextEncoder
+    from recommender.serving import load_encoder
 
     torch.set_num_threads(os.cpu_count() or 1)
-    enc = TextEncoder.from_pretrained(model_path, precision=precision)
+    enc = load_encoder(config, precision=precision)
     cuda = enc.device.type == "cuda"
     n_texts = n_texts or (4096 if cuda else 512)
     texts = [f"{QUERIES[i % len(QUERIES)]} #{i}" for i in range(n_texts)]
