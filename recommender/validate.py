@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 from recommender.errors import InputError
@@ -112,14 +112,18 @@ def check_fields(
     ranges: Mapping[str, Mapping[str, Any]],
     *,
     label: Callable[[str], str] = str,
+    skip: Collection[str] = (),
 ) -> None:
     """:func:`check_range` on every field of the dataclass ``obj``; store what it returns.
 
     ``ranges`` maps each field name to the keyword arguments of :func:`check_range`;
-    ``label`` turns a field name into the name a user knows it by (``field=``). Works
-    on frozen dataclasses (call it from ``__post_init__``).
+    ``label`` turns a field name into the name a user knows it by (``field=``); ``skip``
+    names fields the caller checks otherwise (words rather than numbers). Works on
+    frozen dataclasses (call it from ``__post_init__``).
     """
     for f in dataclasses.fields(obj):
+        if f.name in skip:
+            continue
         value = check_range(getattr(obj, f.name), field=label(f.name), **ranges[f.name])
         object.__setattr__(obj, f.name, value)
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from recommender.encoder import PRECISIONS
 from recommender.errors import InputError
-from recommender.validate import check_range
+from recommender.validate import check_fields
 
 __all__ = ["ServiceSettings"]
 
@@ -104,9 +104,7 @@ class ServiceSettings:
                 raise InputError(
                     f"{var}={value!r}: expected one of {list(choices)}", field=var, value=value
                 )
-        for name, limits in _RANGES.items():
-            value = check_range(getattr(self, name), field=_ENV[name], **limits)
-            object.__setattr__(self, name, value)
+        check_fields(self, _RANGES, label=_ENV.__getitem__, skip=_CHOICES)
 
     @classmethod
     def from_env(cls) -> ServiceSettings:
