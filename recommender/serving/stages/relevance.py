@@ -29,21 +29,34 @@ __all__ = ["cosines", "lower_disliked_neighbours", "relevance", "popularity_scor
 def relevance(
     model: LoadedModel, states: Sequence[UserState], reqs: Sequence[Request]
 ) -> tuple[np.ndarray, list[bool]]:
-    """Relevance rows and, per request, whether the trained tower scored it."""
-    if model.index is None:
-        users = np.stack([st.vector for st in states]).astype(np.float32, copy=False)
-        dim = model.item_vectors.shape[1]
-        if users.shape[1] != dim:  # a query vector from another encoder
+    """Relevance rows and, per request, whether the trained tower scored it.
+
+    Each row is scored once, by what answers it: the tower (a history and a tower),
+    popularity (a cold start) or text relevance (the rest).
+    """
+    dim = model.item_vectors.shape[1]
+    for st in states:
+        if st.vector.shape[-1] != dim:  # a query vector from another encoder
             raise InputError(
-                f"query_vectors have {users.shape[1]} dimensions; the model's items have {dim}",
+                f"query_vectors have {st.vector.shape[-1]} dimensions; "
+                f"the model's items have {dim}",
                 field="query_vectors",
-                value=users.shape[1],
+                value=st.vector.shape[-1],
             )
-        scores = np.empty((len(states), model.n_items), dtype=np.float32)
-        cosines(model.item_vectors, users, scores)
-    else:
-        scores = _approximate(model, states, reqs)
     trained = [model.tower is not None and len(st.history) > 0 for st in states]
+    text = [i for i, st in enumerate(states) if not (trained[i] or st.cold)]
+    if model.index is None:
+        scores = np.empty((len(states), model.n_items), dtype=np.float32)
+        if text:
+            users = np.stack([states[i].vector for i in text]).astype(np.float32, copy=False)
+            if len(text) == len(states):
+                cosines(model.item_vectors, users, scores)
+            else:
+                part = np.empty((len(text), model.n_items), dtype=np.float32)
+                cosines(model.item_vectors, users, part)
+                scores[text] = part
+    else:
+        scores = _approximate(model, states, reqs, text)
     rows = [i for i, t in enumerate(trained) if t]
     if rows:
         learned = model.tower.scores(
@@ -114,13 +127,12 @@ def lower_disliked_neighbours(
 
 
 def _approximate(
-    model: LoadedModel, states: Sequence[UserState], reqs: Sequence[Request]
+    model: LoadedModel, states: Sequence[UserState], reqs: Sequence[Request], text: list[int]
 ) -> np.ndarray:
-    """Rows holding only the approximate index's candidates (``-inf`` elsewhere)."""
+    """Rows ``text`` holding only the approximate index's candidates (``-inf`` elsewhere)."""
     scores = np.full((len(states), model.n_items), -np.inf, dtype=np.float32)
-    for i, (st, req) in enumerate(zip(states, reqs, strict=True)):
-        if st.cold:
-            continue
+    for i in text:
+        st, req = states[i], reqs[i]
         n = max(req.k, model.serving.n_candidates)
         idx, sc = model.index.search(st.vector, n, exclude=[st.seen], allowed_mask=st.allowed)
         ok = idx[0] >= 0
