@@ -14,7 +14,7 @@ import numpy as np
 
 from recommender.jit import njit
 
-__all__ = ["select", "top_k"]
+__all__ = ["kth_smallest", "select", "top_k"]
 
 _NO_ITEMS = np.zeros(0, dtype=np.int64)
 _NO_MASK = np.zeros(0, dtype=np.bool_)
@@ -86,14 +86,17 @@ def select(
     ``exclude`` lists indices never returned; ``allowed``, when it has ``row``'s length,
     is a mask of those that may be. Best first, ties by the lower index.
 
-    One pass gathers the eligible entries in index order; when they are many times ``k``,
-    only those at or above a bar drawn from a sample stay (:func:`_above_sample_bar`); a
-    partition of their values finds the ``k``-th best, ``t``; every entry above ``t`` is
-    kept, then entries equal to ``t`` by lowest index until there are ``k``. The cost
-    does not depend on the order of the scores: a heap of the best so far did 2 to 7
-    times the work on rows whose scores rise with the item index (popularity-ordered
-    catalogues), and on a catalogue's row, seen once, every comparison of a whole-row
-    partition is a coin toss for the branch predictor (90-110 against 55 us here).
+    On a row many times longer than ``k``, a strided sample of about 1,024 of its
+    eligible entries draws a bar that some ``2k`` of them reach, and one pass keeps only
+    the entries at or above it (:func:`_cut_at_sample_bar`); otherwise, or when the bar
+    lets fewer than ``k`` through, every eligible entry is gathered. A partition of
+    what is kept finds the ``k``-th best, ``t``; every entry above ``t`` is kept, then
+    entries equal to ``t`` by lowest index until there are ``k``. The cost does not
+    depend on the order of the scores: a heap of the best so far did 2 to 7 times the
+    work on rows whose scores rise with the item index (popularity-ordered catalogues),
+    and on a catalogue's row, seen once, every comparison of a whole-row partition is a
+    coin toss for the branch predictor, where the comparisons to the bar almost all
+    fail alike.
     """
     n = row.size
     if k <= 0:
@@ -103,19 +106,17 @@ def select(
         if 0 <= j < n:
             banned[j] = True
     masked = allowed.size == n
-    vals = np.empty(n, dtype=row.dtype)
-    idx = np.empty(n, dtype=np.int64)
-    m = 0
-    for i in range(n):
-        v = row[i]
-        if banned[i] or not v > above or not np.isfinite(v) or (masked and not allowed[i]):
-            continue
-        vals[m], idx[m] = v, i
-        m += 1
+    vals, idx, m = _cut_at_sample_bar(row, k, banned, allowed, masked, above)
+    if m < k:  # no bar, or it let too few through: every eligible entry
+        m = 0
+        for i in range(n):
+            v = row[i]
+            if banned[i] or not v > above or not np.isfinite(v) or (masked and not allowed[i]):
+                continue
+            vals[m], idx[m] = v, i
+            m += 1
     if m > k:
-        if m >= 8 * k:  # most are out: keep only those at or above a sample's bar
-            vals, idx, m = _above_sample_bar(vals, idx, m, k)
-        t = np.partition(vals[:m].copy(), m - k)[m - k]  # the k-th best value
+        t = kth_smallest(vals[:m], m - k)  # the k-th best value
         kv = np.empty(k, dtype=row.dtype)
         ki = np.empty(k, dtype=np.int64)
         g = 0
@@ -138,34 +139,97 @@ def select(
 
 
 @njit()
-def _above_sample_bar(
-    vals: np.ndarray, idx: np.ndarray, m: int, k: int
+def _cut_at_sample_bar(
+    row: np.ndarray,
+    k: int,
+    banned: np.ndarray,
+    allowed: np.ndarray,
+    masked: bool,
+    above: float,
 ) -> tuple[np.ndarray, np.ndarray, int]:  # pragma: no cover - compiled
-    """The entries of ``vals[:m]`` (with their ``idx``) at or above a bar that at least
-    ``k`` of them reach, in their order; all of them when the bar leaves fewer.
+    """The eligible entries of ``row`` at or above a bar, in index order, and their count;
+    a count of -1 when the row's eligible entries are not many times ``k``.
 
-    The bar is about the ``2k``-th best of a strided sample of about 1,024 values, so
-    some ``2k`` entries pass. Any value of the sample has at least its rank in the sample
-    of entries at or above it, so when ``k`` pass, every entry left out is below all that
-    passed and the best ``k`` are among them. Partitioning a whole row mispredicts a
-    branch at every other comparison; the comparisons to the bar almost always fail
-    alike, so they are predicted.
+    The bar is about the ``2k``-th best eligible entry, read from a strided sample of
+    about 1,024 entries. Any value of the sample has at least its rank in the sample of
+    entries at or above it, so when ``k`` or more pass, every entry left out is below
+    all that passed and the best ``k`` are among them (the caller checks the count).
     """
-    step = max(m // 1024, 1)
-    sample = vals[:m:step].copy()
-    rank = min(sample.size - 1, (2 * k * sample.size) // m + 1)  # 0: the best
-    bar = np.partition(sample, sample.size - 1 - rank)[sample.size - 1 - rank]
-    kept = 0
-    for j in range(m):
-        if vals[j] >= bar:
-            kept += 1
-    if kept < k:
-        return vals, idx, m
-    kv = np.empty(kept, dtype=vals.dtype)
-    ki = np.empty(kept, dtype=np.int64)
-    g = 0
-    for j in range(m):
-        if vals[j] >= bar:
-            kv[g], ki[g] = vals[j], idx[j]
-            g += 1
-    return kv, ki, kept
+    n = row.size
+    vals = np.empty(n, dtype=row.dtype)
+    idx = np.empty(n, dtype=np.int64)
+    step = max(n // 1024, 1)
+    rank = 2 * k // step + 1  # 0: the best
+    best = np.empty(rank + 1, dtype=row.dtype)  # the sample's best, best first
+    s = 0
+    for i in range(0, n, step):
+        v = row[i]
+        if banned[i] or not v > above or not np.isfinite(v) or (masked and not allowed[i]):
+            continue
+        g = min(s, rank + 1)  # entries in ``best``
+        s += 1
+        if g == rank + 1:
+            if not v > best[rank]:
+                continue
+            g -= 1
+        while g > 0 and best[g - 1] < v:  # insert in order
+            best[g] = best[g - 1]
+            g -= 1
+        best[g] = v
+    if s * step < 8 * k:  # about s * step eligible entries in all: too few for a bar
+        return vals, idx, -1
+    bar = best[min(s - 1, rank)]
+    m = 0
+    for i in range(n):
+        v = row[i]
+        if v >= bar:  # the bar is finite and above ``above``: few get here
+            if banned[i] or not np.isfinite(v) or (masked and not allowed[i]):
+                continue
+            vals[m], idx[m] = v, i
+            m += 1
+    return vals, idx, m
+
+
+@njit()
+def kth_smallest(x: np.ndarray, k: int) -> float:  # pragma: no cover - compiled
+    """The ``k``-th smallest value of ``x`` (0: the least), as ``np.partition`` finds it.
+
+    ``x`` holds no NaN and is left as it is; ``0 <= k < x.size``. Each round splits the
+    values around a median-of-three pivot without branches (every value is written to
+    both ends of a buffer and only the counts decide which write stays), so a round
+    costs the same whatever the values; a partition's comparisons, on values seen once,
+    are coin tosses for the branch predictor (about 15 against 5 us for 1,024 values).
+    """
+    n = x.size
+    src = x.copy()
+    dst = np.empty_like(src)
+    rounds = 0
+    while n > 16:
+        rounds += 1
+        if rounds > 64:  # pivots that keep missing: a partition finishes it
+            return np.partition(src[:n], k)[k]
+        a, b, c = src[0], src[n // 2], src[n - 1]
+        p = max(min(a, b), min(max(a, b), c))
+        below = above = 0
+        for i in range(n):
+            v = src[i]
+            dst[below] = v
+            below += v < p
+            dst[n - 1 - above] = v
+            above += v > p
+        if k < below:
+            src, dst, n = dst, src, below
+        elif k < n - above:
+            return p
+        else:
+            k -= n - above
+            src[:above] = dst[n - above : n]
+            n = above
+    for i in range(1, n):  # the last few: insertion sort
+        v = src[i]
+        j = i
+        while j > 0 and src[j - 1] > v:
+            src[j] = src[j - 1]
+            j -= 1
+        src[j] = v
+    return src[k]

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from knowledge_graph.expand import top_n
-from recommender.topk import top_k
+from recommender.topk import kth_smallest, top_k
 
 
 def _by_sorting(row, k, exclude, allowed, above=-np.inf):
@@ -76,6 +76,24 @@ def test_a_sample_that_sees_only_the_best_scores_still_ranks_the_whole_row(n):
     row[: (k // 4) * (n // 1024) : n // 1024] = 1.0
     want = _by_sorting(row, k, np.zeros(0, int), np.ones(n, bool))
     assert top_k(row, k)[0][0].tolist() == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(1, 3_000),
+    order=st.sampled_from(["random", "rising", "falling"]),
+    levels=st.sampled_from([1, 3, None]),  # one or few levels: the pivot's value repeats
+    dtype=st.sampled_from([np.float32, np.float64]),
+    data=st.data(),
+)
+def test_kth_smallest_is_numpys_partition(n, order, levels, dtype, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 10**6)))
+    x = (rng.normal(size=n) if levels is None else rng.integers(0, levels, n) / 3).astype(dtype)
+    x = {"random": x, "rising": np.sort(x), "falling": np.sort(x)[::-1].copy()}[order]
+    before = x.copy()
+    k = data.draw(st.integers(0, n - 1))
+    assert kth_smallest(x, k) == np.partition(x, k)[k]
+    np.testing.assert_array_equal(x, before)  # the caller's values are left as they are
 
 
 def test_ties_at_the_cut_go_to_the_lower_index():
