@@ -32,7 +32,9 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -344,21 +346,26 @@ def main(argv: list[str] | None = None) -> None:
 
     floor = floor_test(args.seconds, n_users, plan["recommend"], args.client)
     port = free_port()
-    proc = start_server(tag, port)
-    try:
-        rss_idle = server_rss_mb(proc)
-        rows, batches = load_test(
-            f"http://127.0.0.1:{port}",
-            plan,
-            args.seconds,
-            n_users,
-            args.texts_per_encode,
-            proc=proc,
-            client=args.client,
-        )
-        rss_loaded = server_rss_mb(proc)
-    finally:
-        stop_server(proc)
+    # a fresh feedback store unless one is named: the impressions of earlier runs (a
+    # million lists make a 1 GB SQLite file) slowed every answer's logging
+    given_store = os.environ.get("RECBENTO_FEEDBACK_DB")
+    with tempfile.TemporaryDirectory(prefix="recbento-serving-") as tmp:
+        store = given_store or str(Path(tmp) / "feedback.db")
+        proc = start_server(tag, port, env={"RECBENTO_FEEDBACK_DB": store})
+        try:
+            rss_idle = server_rss_mb(proc)
+            rows, batches = load_test(
+                f"http://127.0.0.1:{port}",
+                plan,
+                args.seconds,
+                n_users,
+                args.texts_per_encode,
+                proc=proc,
+                client=args.client,
+            )
+            rss_loaded = server_rss_mb(proc)
+        finally:
+            stop_server(proc)
     precision = ServiceSettings.from_env().encode_precision  # as the served encoders
     inproc, inproc_dtype = inprocess_encode_best(
         EncoderConfig.from_config(enc_cfg), precision=precision
@@ -372,6 +379,7 @@ def main(argv: list[str] | None = None) -> None:
         "model": tag,
         "seconds_per_cell": args.seconds,
         "client": args.client,
+        "feedback_store": "RECBENTO_FEEDBACK_DB" if given_store else "a fresh SQLite file",
         "gpu": gpu_name(),
         "floor": floor,
         "load": rows,

@@ -112,7 +112,8 @@ def write_report(report: dict[str, Any], out: Path) -> None:
         f"## Serving benchmark ({report['model']}, {os.cpu_count()} CPU cores"
         f"{', ' + report['gpu'] if report.get('gpu') else ''}, "
         f"{report.get('seconds_per_cell', 10):.0f} s per cell, load generator: "
-        f"{report.get('client', 'httpx')})",
+        f"{report.get('client', 'httpx')}, feedback store: "
+        f"{report.get('feedback_store', 'the model default')})",
         "",
         _md(floor + rows, cols),
         "",
