@@ -42,6 +42,7 @@ import scipy.sparse as sp
 
 from recommender.errors import InputError
 from recommender.jit import njit
+from recommender.setops import unique_sorted
 from recommender.topk import select
 
 __all__ = [
@@ -143,7 +144,7 @@ def two_hop(
     n_items, n_ent = A_norm.shape
     s = seed_vector(n_items, seeds, weights)
     A = A_norm.tocsr()
-    rows = np.unique(np.asarray(seeds, dtype=np.int64))  # where s is nonzero, without
+    rows = unique_sorted(np.asarray(seeds, dtype=np.int64))  # where s is nonzero, without
     rows = rows[s[rows] != 0]  # a scan of the whole catalogue
     e = _seed_entities(A.indptr, A.indices, A.data, rows, s, n_ent)
     total = e.sum()

@@ -15,6 +15,7 @@ import numpy as np
 
 from recommender.history import History, recency_weights, weighted_vector
 from recommender.serving.types import Request, UserState
+from recommender.setops import union_sorted, unique_sorted
 
 if TYPE_CHECKING:
     from recommender.serving.model import LoadedModel
@@ -41,14 +42,14 @@ def user_states(
         full = resolve_history(model, req)
         h = full.last(s.history_max)
         w = recency_weights(h, half_life_days=s.half_life_days, position_decay=s.position_decay)
-        seen = np.unique(full.items) if req.exclude_seen else _NONE
+        seen = unique_sorted(full.items) if req.exclude_seen else _NONE
         disliked = _NONE
         if req.user_id is not None:  # never again what the user disliked
             disliked = model.live.disliked(model.catalogue.user_key(req.user_id))
             if len(disliked):  # a union sorts again even with nothing to add
-                seen = np.union1d(seen, disliked)
+                seen = union_sorted(seen, disliked)
         if req.exclude_items:
-            seen = np.union1d(seen, model.catalogue.rows(req.exclude_items, "exclude_items"))
+            seen = union_sorted(seen, model.catalogue.rows(req.exclude_items, "exclude_items"))
         states.append(
             UserState(
                 history=h,
