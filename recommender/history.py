@@ -159,7 +159,14 @@ def weighted_vector(item_vectors: np.ndarray, items: np.ndarray, weights: np.nda
     if len(items) == 0:
         return out
     w = weights if weights.sum() > 0 else np.ones_like(weights)
-    v = _weighted_sum(item_vectors, np.asarray(items, dtype=np.int64), w.astype(np.float64))
+    items = np.asarray(items, dtype=np.int64)
+    # with a position decay most of a long history weighs under 2**-60 of its newest
+    # item: together less than the float64 rounding of the sum, far under float32's, so
+    # those rows are not read (a tenth of a request's CPU for histories of hundreds)
+    keep = w >= float(w.max()) * 2.0**-60
+    if not keep.all():
+        items, w = items[keep], w[keep]
+    v = _weighted_sum(item_vectors, items, w.astype(np.float64))
     norm = np.linalg.norm(v)
     return (v / norm).astype(np.float32) if norm > 0 else out
 
