@@ -35,6 +35,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recommender.errors import InputError
+from recommender.jit import njit
 
 __all__ = [
     "NON_ATTRIBUTE_COLUMNS",
@@ -173,13 +174,23 @@ def user_entity_profile(
             field="history_idx",
         )
     if isinstance(item_dist, np.ndarray) and weights is None:
-        prof = item_dist[idx].sum(axis=0)  # dense rows: gathering a history's rows is cheap
+        prof = _sum_rows(np.ascontiguousarray(item_dist, dtype=np.float64), idx)
     else:
         # one weight per item, then one sparse product (row gathers cost more on every call)
         per_item = np.bincount(idx, weights=w, minlength=item_dist.shape[0])
         prof = np.asarray(per_item @ item_dist).ravel()
     total = prof.sum()
     return prof / total if total > 0 else prof
+
+
+@njit()
+def _sum_rows(dist: np.ndarray, idx: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """``dist[idx].sum(axis=0)``: the rows added in order, read in place (no gathered copy)."""
+    out = np.zeros(dist.shape[1])
+    for i in idx:
+        for e in range(dist.shape[1]):
+            out[e] += dist[i, e]
+    return out
 
 
 @dataclass(frozen=True)
