@@ -268,25 +268,51 @@ def _histogram(text: str, metric: str, label: str) -> dict[str, float]:
 
 
 def floor_test(
-    seconds: float, n_users: int, concurrencies: list[int], client: str = "aiohttp"
+    seconds: float,
+    n_users: int,
+    concurrencies: list[int],
+    client: str = "aiohttp",
+    retries: int = 2,
 ) -> list[dict[str, Any]]:
-    """The same ``recommend`` load against a BentoML service that does no work."""
+    """The same ``recommend`` load against a BentoML service that does no work.
+
+    Plain BentoML sometimes lands every connection of a cell on one worker, which
+    then measures one core instead of the floor and flatters every ratio against it:
+    such a cell (busiest worker above :data:`UNBALANCED`) is run again, up to
+    ``retries`` times, and the row says how many runs it took (``floor_runs``).
+    """
     port = free_port()
     proc = serve(None, port, target="benchmarks.floor_service:Floor", timeout=120)
+    rows = []
     try:
-        rows, _ = load_test(
-            f"http://127.0.0.1:{port}",
-            {"recommend": concurrencies},
-            seconds,
-            n_users,
-            1,
-            system="floor",
-            proc=proc,
-            client=client,
-        )
+        for c in concurrencies:
+            for run in range(1, retries + 2):
+                (row,), _ = load_test(
+                    f"http://127.0.0.1:{port}",
+                    {"recommend": [c]},
+                    seconds,
+                    n_users,
+                    1,
+                    system="floor",
+                    proc=proc,
+                    client=client,
+                )
+                row["floor_runs"] = run
+                if c == 1 or not row.get("busiest_worker", 0.0) > UNBALANCED:
+                    break
+                log.info(
+                    "floor at concurrency %d ran on one worker (%.2f): again",
+                    c,
+                    row["busiest_worker"],
+                )
+            rows.append(row)
     finally:
         stop_server(proc)
     return rows
+
+
+#: A floor cell whose busiest API worker did more than this share of the work ran on one.
+UNBALANCED = 0.75
 
 
 def gpu_name() -> str | None:
