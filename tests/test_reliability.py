@@ -91,6 +91,12 @@ def _post(client, path: str, raw: str | bytes):
             422,
             "events[0].x",
         ),
+        (  # the hint lists the fields expected where the unknown one is, not the top level
+            "/feedback",
+            '{"events": [{"user_id": 1, "item_id": 1, "timestamp": 5, "event": "click"}]}',
+            422,
+            "fields of events[0] are ['user_id', 'item_id', 'timestamp'",
+        ),
         ("/groups", '{"verbose": true}', 422, "verbose"),
         # a body that is not a JSON object of fields is a 400
         ("/recommend", "user_id=10&k=3", 400, "not valid JSON"),

@@ -113,19 +113,23 @@ class RequestGuard:
         return b"".join(chunks)
 
 
-def unknown_field(model: type[BaseModel], data: Any, prefix: str = "") -> str | None:
-    """The first field of ``data`` that ``model`` does not have, as a path; else ``None``.
+def unknown_field(
+    model: type[BaseModel], data: Any, prefix: str = ""
+) -> tuple[str, list[str]] | None:
+    """The first field of ``data`` that ``model`` does not have, as a path, with the
+    fields expected where it was found; else ``None``.
 
     >>> from recommender.services.schemas import RecommendBatchBody
-    >>> unknown_field(RecommendBatchBody, {"requests": [{"k": 1}, {"filters": {}}]})
-    'requests[1].filters'
+    >>> path, known = unknown_field(RecommendBatchBody, {"requests": [{"k": 1}, {"filters": {}}]})
+    >>> path, "include" in known
+    ('requests[1].filters', True)
     """
     if not isinstance(data, dict):
         return None  # a type error: pydantic reports it
     for key, value in data.items():
         info = model.model_fields.get(key)
         if info is None:
-            return f"{prefix}{key}"
+            return f"{prefix}{key}", list(model.model_fields)
         inner, many = _nested_model(info.annotation)
         if inner is None:
             continue
@@ -179,12 +183,11 @@ def _check_fields(model: type[BaseModel], body: bytes) -> None:
             f"body: expected a JSON object of named fields, got {type(data).__name__}",
             field="body",
         )
-    bad = unknown_field(model, data)
-    if bad is not None:
-        known = list(model.model_fields)
-        raise InputError(
-            f"{bad}: unknown field (top-level fields are {known})", field=bad, value=bad
-        )
+    found = unknown_field(model, data)
+    if found is not None:
+        bad, known = found
+        where = "top-level fields" if "." not in bad else f"fields of {bad.rsplit('.', 1)[0]}"
+        raise InputError(f"{bad}: unknown field ({where} are {known})", field=bad, value=bad)
 
 
 async def _answer(send: Callable, exc: RecbentoError) -> None:
