@@ -162,7 +162,7 @@ def weighted_vector(item_vectors: np.ndarray, items: np.ndarray, weights: np.nda
     items = np.asarray(items, dtype=np.int64)
     # with a position decay most of a long history weighs under 2**-60 of its newest
     # item: together less than the float64 rounding of the sum, far under float32's, so
-    # those rows are not read (a tenth of a request's CPU for histories of hundreds)
+    # those rows are not read (50-60 rows instead of up to history_max at decay 0.5)
     keep = w >= float(w.max()) * 2.0**-60
     if not keep.all():
         items, w = items[keep], w[keep]

@@ -1,9 +1,10 @@
 """The one top-k of recbento: every stage, index, metric and benchmark ranks with it.
 
 Ties are broken by the lower item index, so a ranking never depends on the order in
-which equal scores were met. Selection is compiled (Numba): one pass
-per row gathers the eligible scores, exclusions and filters applied as it goes, and a
-partition of them finds the ``k``-th best (see :func:`select`).
+which equal scores were met. Selection is compiled (Numba): a sample of the row draws a
+bar, one pass keeps the eligible scores at or above it (exclusions and filters applied
+as it goes), and a branchless selection of those finds the ``k``-th best (see
+:func:`select` and :func:`kth_smallest`).
 """
 
 from __future__ import annotations

@@ -115,8 +115,9 @@ def _max_and_median(x: np.ndarray) -> tuple[float, float, int]:  # pragma: no co
     the median a fifth of this stage. A strided sample of about 1,024 finite values
     brackets the median instead (the sample's 44th and 56th percentiles); one pass
     counts the finite values, finds the largest, counts those below the bracket and
-    copies those inside it, without branches, and only they are partitioned. When the
-    median falls outside the bracket, every finite value is partitioned, as before.
+    copies those inside it, without branches, and the median is selected among those
+    (:func:`~recommender.topk.kth_smallest`). When the median falls outside the bracket,
+    NumPy's median of every finite value is taken, as before.
     """
     n = x.size
     step = n // 1024
