@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks.serving import free_port, server_rss_mb, start_server, stop_server
+from benchmarks.server_process import free_port, server_rss_mb, start_server, stop_server
 from benchmarks.soak import _ids, _run, endpoint_rows
 
 __all__ = ["main", "replicas"]

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks.serving import free_port, server_rss_mb, start_server, stop_server
+from benchmarks.server_process import free_port, server_rss_mb, start_server, stop_server
 
 __all__ = ["endpoint_rows", "main", "soak"]
 
