@@ -98,6 +98,8 @@ def _post(client, path: str, raw: str | bytes):
             "fields of events[0] are ['user_id', 'item_id', 'timestamp'",
         ),
         ("/groups", '{"verbose": true}', 422, "verbose"),
+        # a dot in a top-level name is still the top level
+        ("/recommend", '{"user.id": 10}', 422, "top-level fields are"),
         # a body that is not a JSON object of fields is a 400
         ("/recommend", "user_id=10&k=3", 400, "not valid JSON"),
         ("/recommend", "[10, 3]", 400, "JSON object"),

@@ -115,21 +115,23 @@ class RequestGuard:
 
 def unknown_field(
     model: type[BaseModel], data: Any, prefix: str = ""
-) -> tuple[str, list[str]] | None:
-    """The first field of ``data`` that ``model`` does not have, as a path, with the
-    fields expected where it was found; else ``None``.
+) -> tuple[str, str, list[str]] | None:
+    """The first field of ``data`` that ``model`` does not have: its path, the path of the
+    object it is in (``""``: the body) and the fields expected there; else ``None``.
 
     >>> from recommender.services.schemas import RecommendBatchBody
-    >>> path, known = unknown_field(RecommendBatchBody, {"requests": [{"k": 1}, {"filters": {}}]})
-    >>> path, "include" in known
-    ('requests[1].filters', True)
+    >>> path, where, known = unknown_field(
+    ...     RecommendBatchBody, {"requests": [{"k": 1}, {"filters": {}}]}
+    ... )
+    >>> path, where, "include" in known
+    ('requests[1].filters', 'requests[1]', True)
     """
     if not isinstance(data, dict):
         return None  # a type error: pydantic reports it
     for key, value in data.items():
         info = model.model_fields.get(key)
         if info is None:
-            return f"{prefix}{key}", list(model.model_fields)
+            return f"{prefix}{key}", prefix.rstrip("."), list(model.model_fields)
         inner, many = _nested_model(info.annotation)
         if inner is None:
             continue
@@ -185,9 +187,9 @@ def _check_fields(model: type[BaseModel], body: bytes) -> None:
         )
     found = unknown_field(model, data)
     if found is not None:
-        bad, known = found
-        where = "top-level fields" if "." not in bad else f"fields of {bad.rsplit('.', 1)[0]}"
-        raise InputError(f"{bad}: unknown field ({where} are {known})", field=bad, value=bad)
+        bad, where, known = found
+        fields = f"fields of {where}" if where else "top-level fields"
+        raise InputError(f"{bad}: unknown field ({fields} are {known})", field=bad, value=bad)
 
 
 async def _answer(send: Callable, exc: RecbentoError) -> None:
