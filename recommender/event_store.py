@@ -40,6 +40,9 @@ class EventStore(ABC):
 
     _param = "?"
     _table = "events"
+    #: Queries read a file on this machine (never wait on a network): cheap and bounded
+    #: enough to run on a service's event loop.
+    local = True
 
     # ----------------------------------------------------------------- write
     def append(

@@ -92,6 +92,67 @@ def test_a_busy_batcher_lingers_for_more_but_an_idle_one_does_not():
     assert seen == [1, 1]  # the linger ran out with one waiting: it went alone
 
 
+def _closed_loop(batcher: RequestBatcher, pauses: list[float], rounds: int) -> list[int]:
+    """Clients that each send their next request ``pauses[i]`` s after their last answer."""
+
+    async def client(i: int) -> list[int]:
+        got = []
+        for n in range(rounds):
+            got.append(await batcher.submit(i * 100 + n))
+            await asyncio.sleep(pauses[i])
+        return got
+
+    async def main() -> list[list[int]]:
+        return await asyncio.wait_for(asyncio.gather(*(client(i) for i in range(len(pauses)))), 20)
+
+    answers = asyncio.run(main())
+    return [a for got in answers for a in got]
+
+
+def test_a_loaded_batcher_waits_for_its_usual_number_and_a_lone_client_never_waits():
+    """``follow_load``: clients that come back at different moments after a shared
+    answer are gathered again into one batch, where a batcher without a linger split
+    them; one client at a time is never held for the linger."""
+    seen: list[int] = []
+
+    def run(xs):
+        seen.append(len(xs))
+        return list(xs)
+
+    pauses = [0.0, 0.01, 0.02, 0.03]  # four clients, back 0-30 ms after their answer
+    expected = sorted(i * 100 + n for i in range(4) for n in range(6))
+    assert sorted(_closed_loop(RequestBatcher(run), pauses, 6)) == expected
+    assert len(seen) > 12  # without a linger the four drift apart: mostly batches of 1
+
+    seen.clear()
+    b = RequestBatcher(run, linger=5.0, follow_load=True, in_thread=False)
+    assert sorted(_closed_loop(b, pauses, 6)) == expected
+    assert seen == [4] * 6  # after the first four, each batch waits for the other three
+
+    seen.clear()  # one client: were it held for the 30 s linger, the loop would time out
+    b = RequestBatcher(run, linger=30.0, follow_load=True, in_thread=False)
+    assert _closed_loop(b, [0.01], 5) == list(range(5))
+    assert seen == [1] * 5
+
+
+def test_a_batcher_runs_its_work_on_the_event_loop_or_in_a_thread_as_asked():
+    threads: list[int] = []
+
+    def run(xs):
+        threads.append(threading.get_ident())
+        return list(xs)
+
+    async def main(in_thread: bool) -> int:
+        b = RequestBatcher(run, in_thread=in_thread)
+        assert await asyncio.gather(b.submit(1), b.submit(2)) == [1, 2]
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main(in_thread=False))
+    assert threads == [loop_thread]
+    loop_thread = asyncio.run(main(in_thread=True))
+    assert len(threads) == 2 and threads[1] != loop_thread
+
+
 def test_a_caller_that_goes_away_does_not_stop_the_others():
     gate = threading.Event()
 
@@ -258,7 +319,13 @@ def test_requests_left_on_a_closed_loop_do_not_block_the_next_loop():
 
 def test_the_query_linger_comes_from_the_environment_and_bad_values_name_it(monkeypatch):
     s = ServiceSettings.from_env()
-    assert (s.query_min_batch, s.query_linger_ms) == (12, 15)
+    assert (s.query_min_batch, s.query_linger_ms, s.recommend_linger_ms) == (12, 15, 3)
+    monkeypatch.setenv("RECBENTO_RECOMMEND_LINGER_MS", "0")  # off: scoring never waits
+    assert ServiceSettings.from_env().recommend_linger_ms == 0
+    monkeypatch.setenv("RECBENTO_RECOMMEND_LINGER_MS", "-1")
+    with pytest.raises(InputError, match="RECBENTO_RECOMMEND_LINGER_MS"):
+        ServiceSettings.from_env()
+    monkeypatch.delenv("RECBENTO_RECOMMEND_LINGER_MS")
     monkeypatch.setenv("RECBENTO_QUERY_LINGER_MS", "0")  # off: a pass never waits
     assert ServiceSettings.from_env().query_linger_ms == 0
     monkeypatch.setenv("RECBENTO_QUERY_MIN_BATCH", "0")

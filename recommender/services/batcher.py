@@ -1,14 +1,14 @@
-"""Requests that arrive together are answered together: one thread hop, one relevance product.
+"""Requests that arrive together are answered together: one relevance product for them all.
 
 Scoring one user reads the whole item-vector matrix (a matrix-vector product bound by
 memory bandwidth); scoring several reads it once. :class:`RequestBatcher` does
 continuous batching on the worker's event loop: a request's coroutine queues it and
-waits; while no batch is running, the requests waiting (up to ``max_batch``) go to the
-batcher's thread together, through :func:`~recommender.serving.recommend_batch` at once.
-Requests that arrive meanwhile form the next batch. Nothing waits for a batch to fill:
-an idle worker answers a lone request at once, and batches grow only as requests queue
-up under load. Each batch costs one hand-over to a thread and one back, where a sync
-API paid both for every request.
+waits; while no batch is running, the requests waiting (up to ``max_batch``) are
+answered together, through :func:`~recommender.serving.recommend_batch` at once.
+Requests that arrive meanwhile form the next batch. An idle worker answers a lone
+request at once, and batches grow as requests queue up under load. A batch that runs in
+the batcher's thread costs one hand-over to it and one back, where a sync API paid both
+for every request.
 
 A worker runs two: free-text queries waiting together are encoded at once (one forward
 pass in the worker, or one HTTP call to the encoder service for all of them), then their
@@ -20,6 +20,21 @@ waiting. A request reaching an idle batcher still goes at once; under load the n
 batch is larger, which is what a forward pass of the encoder wants (per text, a pass
 over 3 queries costs about twice one over 8 or 12).
 
+With ``follow_load`` the number waited for is the worker's own recent concurrency: the
+most requests in flight (in a batch or waiting) at any of its last 16 batches. Closed-loop
+clients (a page's widgets, a gateway's pool, a load generator) send their next request
+when the last answer arrives, so the requests of one batch come back together but not
+at the same instant; without a linger the first of them went alone and the rest
+followed as a second batch. A worker with one client at a time never waits (its
+concurrency is 1), and the wait ends as soon as the usual number is there. Scoring
+``recommend`` has a fixed cost per batch (reading the item matrix, about 0.45 ms on the
+demo catalogue) that a larger batch shares.
+
+``in_thread=False`` runs ``fn`` on the event loop itself, for work that never waits on
+I/O (a local SQLite store): no hand-over to a thread and back, and no contention for
+the interpreter lock between the loop, reading the next requests, and the thread
+scoring the last ones.
+
 A request whose input is bad must not fail its batch-mates: a batch that raises is
 answered again request by request, so each gets its own answer or its own error (unless
 ``retry_alone=False``: queries checked before they queue fail together when the encoder
@@ -29,6 +44,7 @@ does, rather than calling a failing service once more each).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
@@ -39,6 +55,9 @@ import anyio.to_thread
 __all__ = ["RequestBatcher"]
 
 log = logging.getLogger(__name__)
+
+#: Batches whose requests in flight make a ``follow_load`` batcher's concurrency.
+_RECENT = 16
 
 Req = TypeVar("Req")
 Ans = TypeVar("Ans")
@@ -81,6 +100,12 @@ class RequestBatcher(Generic[Req, Ans]):
     min_batch, linger : int, float
         Right after a batch, wait up to ``linger`` seconds until ``min_batch`` requests
         are waiting (default: never wait).
+    follow_load : bool
+        Wait (up to ``linger``) for the worker's recent concurrency instead of
+        ``min_batch``: the most requests in flight at any of the last 16 batches.
+    in_thread : bool
+        Run ``fn`` in a worker thread (default), or on the event loop, holding it while
+        it runs (only for work that never blocks on I/O).
 
     Examples
     --------
@@ -97,12 +122,18 @@ class RequestBatcher(Generic[Req, Ans]):
         retry_alone: bool = True,
         min_batch: int = 1,
         linger: float = 0.0,
+        follow_load: bool = False,
+        in_thread: bool = True,
     ) -> None:
         self.fn = fn
         self.max_batch = max_batch
         self.retry_alone = retry_alone
         self.min_batch = min(max(int(min_batch), 1), max_batch)
         self.linger = max(float(linger), 0.0)
+        self.follow_load = follow_load
+        self.in_thread = in_thread
+        self._in_flight: collections.deque[int] = collections.deque([1], maxlen=_RECENT)
+        self._wanted = self.min_batch  # what a lingering drainer waits for
         self._pending: list[tuple[Req, asyncio.Future]] = []
         self._enough: asyncio.Event | None = None  # set when min_batch are waiting
         self._drainer: asyncio.Task | None = None
@@ -113,7 +144,7 @@ class RequestBatcher(Generic[Req, Ans]):
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._pending.append((request, fut))
-        if self._enough is not None and len(self._pending) >= self.min_batch:
+        if self._enough is not None and len(self._pending) >= self._wanted:
             self._enough.set()
         self._ensure_drainer(loop)
         return await fut
@@ -127,8 +158,10 @@ class RequestBatcher(Generic[Req, Ans]):
         loop = asyncio.get_running_loop()
         busy = False  # a batch just ran: the next may wait for more (never the first)
         while True:
-            if busy and self.linger > 0 and len(self._pending) < self.min_batch:
-                await self._gather_more()
+            if busy and self.linger > 0:
+                want = max(self._in_flight) if self.follow_load else self.min_batch
+                if len(self._pending) < want:
+                    await self._gather_more(want)
             busy = True
             # requests whose caller went away (a timeout, a closed connection, a loop
             # that was shut down) are neither scored nor logged
@@ -136,13 +169,17 @@ class RequestBatcher(Generic[Req, Ans]):
             batch, self._pending = live[: self.max_batch], live[self.max_batch :]
             if not batch:
                 return
+            self._in_flight.append(min(len(live), self.max_batch))
             work = [r for r, _ in batch]
             try:
-                # an AnyIO worker thread: the only kind from which BentoML's sync client
-                # of another service (the encoder) can be called
-                outcomes = await anyio.to_thread.run_sync(
-                    self._answer, work, limiter=self._thread()
-                )
+                if self.in_thread:
+                    # an AnyIO worker thread: the only kind from which BentoML's sync
+                    # client of another service (the encoder) can be called
+                    outcomes = await anyio.to_thread.run_sync(
+                        self._answer, work, limiter=self._thread()
+                    )
+                else:
+                    outcomes = self._answer(work)
             except asyncio.CancelledError:  # the loop is shutting down
                 for _, fut in batch:
                     fut.cancel()
@@ -157,8 +194,9 @@ class RequestBatcher(Generic[Req, Ans]):
                 else:
                     fut.set_exception(value)  # type: ignore[arg-type]
 
-    async def _gather_more(self) -> None:
-        """Wait until ``min_batch`` requests are waiting, or ``linger`` seconds."""
+    async def _gather_more(self, want: int) -> None:
+        """Wait until ``want`` requests are waiting, or ``linger`` seconds."""
+        self._wanted = want
         self._enough = asyncio.Event()
         try:
             await asyncio.wait_for(self._enough.wait(), self.linger)

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from recommender.errors import AuthError, NotFoundError, RecbentoError
 from recommender.refresh import open_feedback, record_feedback, sync_feedback
 from recommender.services.batcher import RequestBatcher
+from recommender.services.metrics import requests_per_pass
 from recommender.services.online import OnlineServing, online_metrics_answer
 from recommender.services.schemas import (
     FeedbackBody,
@@ -66,8 +67,16 @@ class Handlers:
         self.store = store
         self.settings = settings
         self.online = OnlineServing(lambda: self.model, store)  # follows a swapped model
-        # concurrent requests are scored together (see recommender.services.batcher)
-        self._batcher = RequestBatcher(self._recommend_many, max_batch=32)
+        # concurrent requests are scored together (see recommender.services.batcher): a
+        # busy worker waits a few milliseconds for as many as it recently had in flight;
+        # scoring runs on the event loop unless the store's queries cross a network
+        self._batcher = RequestBatcher(
+            self._recommend_many,
+            max_batch=32,
+            linger=settings.recommend_linger_ms / 1000,
+            follow_load=True,
+            in_thread=not getattr(store, "local", False),
+        )
         # free-text queries waiting together are encoded at once: one forward pass in
         # this worker, or one call to the encoder service, whose adaptive batching then
         # merges the calls of every worker (recommender.services.encoding); a worker
@@ -86,6 +95,7 @@ class Handlers:
         self, items: Sequence[tuple[RecommendBody, np.ndarray | None]]
     ) -> list[dict[str, Any]]:
         bodies = [b for b, _ in items]
+        requests_per_pass().observe(len(bodies))
         return self.online.recommend(
             [b.to_request() for b in bodies],
             [b.exclude_shown for b in bodies],

@@ -11,6 +11,8 @@ recbento_impressions_total          counter    lists served, by experiment ``arm
 recbento_feedback_events_total      counter    events stored, by ``type`` and ``arm``
 recbento_encode_batch_texts         histogram  texts in each forward pass of an encoder
                                                service, by ``service``
+recbento_recommend_batch_requests   histogram  ``recommend`` requests scored together in
+                                               one pass of an API worker
 ==================================  =========  =========================================
 
 BentoML's own ``bentoml_service_adaptive_batch_size`` counts the *calls* merged into a
@@ -23,7 +25,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-__all__ = ["counter", "histogram"]
+__all__ = ["counter", "histogram", "requests_per_pass"]
 
 _made: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -40,6 +42,16 @@ def counter(name: str, documentation: str, labels: list[str]) -> Any:
 def histogram(name: str, documentation: str, labels: list[str], buckets: tuple[float, ...]) -> Any:
     """The process's Prometheus histogram ``name``, made on first use."""
     return _metric("Histogram", name, documentation, labels, buckets=buckets)
+
+
+def requests_per_pass() -> Any:
+    """Histogram of the ``recommend`` requests an API worker scores in one pass."""
+    return histogram(
+        "recbento_recommend_batch_requests",
+        "recommend requests scored together in one pass of an API worker",
+        [],
+        BATCH_BUCKETS,
+    )
 
 
 def _metric(kind: str, name: str, documentation: str, labels: list[str], **kw: Any) -> Any:

@@ -23,6 +23,9 @@ RECBENTO_QUERY_MIN_BATCH        12         free-text queries a busy API worker w
                                            before its next forward pass (or encoder call)
 RECBENTO_QUERY_LINGER_MS        15         ... for at most this long (0: never waits; a
                                            query reaching an idle worker never waits)
+RECBENTO_RECOMMEND_LINGER_MS    3          a busy API worker waits up to this long for as
+                                           many ``recommend`` requests as it recently had
+                                           in flight, to score them together (0: never)
 RECBENTO_RELOAD_SECONDS         30         how often a model served by name looks for a
                                            newer version (0: never)
 RECBENTO_KEEPALIVE_REQUESTS     10         answers on one connection before the API asks
@@ -52,6 +55,7 @@ _ENV = {
     "encode_max_latency_ms": "RECBENTO_ENCODE_MAX_LATENCY_MS",
     "query_min_batch": "RECBENTO_QUERY_MIN_BATCH",
     "query_linger_ms": "RECBENTO_QUERY_LINGER_MS",
+    "recommend_linger_ms": "RECBENTO_RECOMMEND_LINGER_MS",
     "reload_seconds": "RECBENTO_RELOAD_SECONDS",
     "keepalive_requests": "RECBENTO_KEEPALIVE_REQUESTS",
 }
@@ -61,8 +65,8 @@ _CHOICES = {
     "encode_precision": ("RECBENTO_ENCODE_PRECISION", PRECISIONS),
 }
 #: Every other setting is a whole number >= 1; 0 turns off reloading, the keep-alive
-#: limit and the query linger.
-_OFF_AT_0 = ("reload_seconds", "keepalive_requests", "query_linger_ms")
+#: limit and the lingers.
+_OFF_AT_0 = ("reload_seconds", "keepalive_requests", "query_linger_ms", "recommend_linger_ms")
 _RANGES = {name: {"low": 0 if name in _OFF_AT_0 else 1, "whole": True} for name in _ENV}
 
 
@@ -80,6 +84,9 @@ class ServiceSettings:
     ``query_min_batch`` and ``query_linger_ms``: a worker that has just encoded queries
     waits up to the linger for that many before the next pass, so that passes grow under
     load (see :class:`~recommender.services.batcher.RequestBatcher`).
+    ``recommend_linger_ms``: likewise for scoring, waiting for as many requests as the
+    worker recently had in flight (``follow_load``), so that they share one pass over the
+    item vectors.
     """
 
     workers: int = 2
@@ -94,6 +101,7 @@ class ServiceSettings:
     encode_max_latency_ms: int = 10_000
     query_min_batch: int = 12
     query_linger_ms: int = 15
+    recommend_linger_ms: int = 3
     reload_seconds: int = 30
     keepalive_requests: int = 10
 
