@@ -139,7 +139,9 @@ def load_test(
     server's processes per answered request, which the load generator and anything else
     on the machine do not inflate the way they do latency; and ``busiest_worker``: the
     busiest API worker's share of the API workers' CPU (0.5 with two workers evenly
-    loaded, 1.0 when one worker did all the work).
+    loaded, 1.0 when one worker did all the work). A ``recommend`` row of recbento also
+    has ``requests_per_pass``: the requests its workers scored together, on average
+    (``recbento_recommend_batch_requests`` on ``/metrics``, before and after the cell).
     """
     routes = endpoints(n_users, texts_per_encode)
     rows, batches = [], {}
@@ -148,10 +150,15 @@ def load_test(
         asyncio.run(drive(base + path, body, 2, 1.0, 20, client))  # warm-up, not counted
         for c in concurrencies:
             cpu0, workers0 = server_cpu_s(proc), worker_cpu_s(proc)
+            passes0 = scoring_passes(base) if system == "recbento" else None
             res = asyncio.run(drive(base + path, body, c, seconds, 50_000, client))
             answered = res["requests"] - res["errors"]
             res["server_cpu_ms"] = (server_cpu_s(proc) - cpu0) * 1000 / max(answered, 1)
             res["busiest_worker"] = busiest_share(workers0, worker_cpu_s(proc))
+            if passes0 is not None and path == "/recommend":
+                passes = scoring_passes(base)
+                n = passes["count"] - passes0["count"]
+                res["requests_per_pass"] = (passes["sum"] - passes0["sum"]) / n if n else None
             res.update({"system": system, "endpoint": name, "concurrency": c})
             if name == "encode":
                 res["texts_per_s"] = res["rps"] * texts_per_encode
@@ -189,11 +196,19 @@ def encode_batches(base: str) -> dict[str, dict[str, float]]:
     }
 
 
+def scoring_passes(base: str) -> dict[str, float]:
+    """``recommend`` requests scored so far (``sum``) and the passes that scored them
+    (``count``), over the API workers."""
+    text = httpx.get(f"{base}/metrics", timeout=30).text
+    h = _histogram(text, "recbento_recommend_batch_requests", "")
+    return {"sum": h.get("sum", 0.0), "count": h.get("count", 0.0)}
+
+
 def _histogram(text: str, metric: str, label: str) -> dict[str, float]:
     """Buckets, sum and count of one Prometheus histogram, added over its label sets."""
     out: dict[str, float] = {}
     for line in text.splitlines():
-        name = line.split("{", 1)[0]
+        name = line.split("{", 1)[0].split(" ", 1)[0]  # with labels or without
         if not name.startswith(metric) or label not in line:
             continue
         value = float(line.rsplit(" ", 1)[1])

@@ -10,9 +10,11 @@ from typing import Any
 
 def _md(rows: list[dict], cols: list[str]) -> str:
     def fmt(v: Any, col: str) -> str:
+        if v is None:
+            return ""
         if not isinstance(v, float):
             return str(v)
-        return f"{v:.2f}" if col.endswith(("ratio", "worker")) else f"{v:,.1f}"
+        return f"{v:.2f}" if col.endswith(("ratio", "worker", "pass")) else f"{v:,.1f}"
 
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     out += ["| " + " | ".join(fmt(r.get(c, ""), c) for c in cols) + " |" for r in rows]
@@ -108,7 +110,7 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     report["query_ratio_at_32_vs_inprocess_encode"] = query_32 / best
     hist = report.get("encode_batch_histogram") or {}
     cols = ["system", "endpoint", "concurrency", "requests", "errors", "rps"]
-    cols += ["p50_ms", "p95_ms", "p99_ms", "server_cpu_ms", "busiest_worker"]
+    cols += ["p50_ms", "p95_ms", "p99_ms", "server_cpu_ms", "busiest_worker", "requests_per_pass"]
     md = [
         f"## Serving benchmark ({report['model']}, {os.cpu_count()} CPU cores"
         f"{', ' + report['gpu'] if report.get('gpu') else ''}, "
@@ -134,7 +136,9 @@ def write_report(report: dict[str, Any], out: Path) -> None:
         "",
         "`server_cpu_ms`: CPU time of all the server's processes per answered request; "
         "`busiest_worker`: the busiest API worker's share of the API workers' CPU (0.5: "
-        "both workers evenly loaded; 1.0: one did all the work).",
+        "both workers evenly loaded; 1.0: one did all the work); `requests_per_pass`: "
+        "`recommend` requests the workers scored together, on average "
+        "(`recbento_recommend_batch_requests`).",
         "",
         f"free-text recommend: {query_32:,.1f} requests/s at concurrency 32 = "
         f"{query_32 / best:.2f} of in-process encoding at its best batch; best "

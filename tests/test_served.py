@@ -60,6 +60,8 @@ def test_real_bentoml_serve():
         # served lists are counted on /metrics (BentoML's multiprocess registry)
         metrics = httpx.get(f"{url}/metrics", timeout=30).text
         assert 'recbento_impressions_total{arm="none"}' in metrics
+        # every recommend was scored in exactly one pass of one worker: 2 + 12 + 12
+        assert _metric_sum(metrics, "recbento_recommend_batch_requests_sum") == 26
     finally:
         stop(proc)
 
@@ -70,6 +72,15 @@ def _in_process(query: str, k: int) -> list:
     from recommender.serving import Request, recommend_batch
 
     return recommend_batch(load("svc-toy"), [Request(query=query, k=k)])[0].items
+
+
+def _metric_sum(metrics: str, name: str) -> float:
+    """``name``'s values on ``/metrics``, added up over its labels (and workers)."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.split("{", 1)[0].split(" ", 1)[0] == name
+    )
 
 
 def _texts_per_pass(metrics: str) -> dict[str, float]:
