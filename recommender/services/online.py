@@ -82,6 +82,7 @@ class OnlineServing:
         self._load_lock = threading.Lock()
         self._experiment: Experiment | None = None
         self._read_at = -float("inf")
+        self._served_counts: dict[str | None, Any] = {}  # arm -> its impressions counter
 
     @property
     def model(self) -> LoadedModel:
@@ -137,9 +138,13 @@ class OnlineServing:
         """``rec`` as JSON with a fresh ``request_id``; its impression queued."""
         rec.request_id = _request_id()
         rec.arm = arm
-        counter(
-            "recbento_impressions", "Recommendation lists served, by experiment arm", ["arm"]
-        ).labels(arm=arm or "none").inc()
+        served = self._served_counts.get(arm)
+        if served is None:  # the labelled child, looked up once per arm
+            served = counter(
+                "recbento_impressions", "Recommendation lists served, by experiment arm", ["arm"]
+            ).labels(arm=arm or "none")
+            self._served_counts[arm] = served
+        served.inc()
         if self.impressions is not None:
             user = None if user_id is None else model.catalogue.user_key(user_id)
             self.impressions.put(
