@@ -2,7 +2,7 @@
 
 ::
 
-    recommend_batch:  user_states -> relevance -> candidates -> rerank -> explain -> respond
+    recommend_batch:  user_states -> (graph walks) -> relevance -> candidates -> rerank -> ...
     recommend_group:  user_states -> relevance -> aggregate -> candidates -> rerank -> ...
 
 The service, ``recbento batch``, the Ray engine and the benchmarks all call these.
@@ -24,9 +24,9 @@ import numpy as np
 from recommender.errors import InputError
 from recommender.group_recs import GROUP_STRATEGIES
 from recommender.serving.stages.aggregate import aggregate
-from recommender.serving.stages.candidates import candidates
+from recommender.serving.stages.candidates import candidates, graph_walks
 from recommender.serving.stages.explain import explain
-from recommender.serving.stages.relevance import relevance
+from recommender.serving.stages.relevance import relevance, tower_scored
 from recommender.serving.stages.rerank import rerank
 from recommender.serving.stages.respond import respond
 from recommender.serving.stages.users import user_states
@@ -55,8 +55,10 @@ def recommend_batch(
     for r in reqs:
         validate(model, r)
     states = user_states(model, reqs, query_vectors)
+    # the graph walks first, while the graph is in the caches (see stages.candidates)
+    walks = graph_walks(model, states, tower_scored(model, states), reqs)
     rel, trained = relevance(model, states, reqs)
-    cands = candidates(model, states, rel, trained, reqs)
+    cands = candidates(model, states, rel, trained, reqs, walks)
     ranked = rerank(model, cands, states, reqs)
     return respond(model, ranked, explain(model, ranked, states, reqs), states, reqs)
 

@@ -23,7 +23,14 @@ from recommender.serving.types import Request, UserState
 if TYPE_CHECKING:
     from recommender.serving.model import LoadedModel
 
-__all__ = ["cosines", "lower_disliked_neighbours", "relevance", "popularity_scores", "zscore"]
+__all__ = [
+    "cosines",
+    "tower_scored",
+    "lower_disliked_neighbours",
+    "relevance",
+    "popularity_scores",
+    "zscore",
+]
 
 
 def relevance(
@@ -43,7 +50,7 @@ def relevance(
                 field="query_vectors",
                 value=st.vector.shape[-1],
             )
-    trained = [model.tower is not None and len(st.history) > 0 for st in states]
+    trained = tower_scored(model, states)
     text = [i for i, st in enumerate(states) if not (trained[i] or st.cold)]
     if model.index is None:
         scores = np.empty((len(states), model.n_items), dtype=np.float32)
@@ -78,6 +85,12 @@ def relevance(
                 scores[i], model.item_vectors, st.disliked, penalty
             )
     return scores, trained
+
+
+def tower_scored(model: LoadedModel, states: Sequence[UserState]) -> list[bool]:
+    """Per request, whether the trained tower scores it (it has a history, and the model
+    a tower)."""
+    return [model.tower is not None and len(st.history) > 0 for st in states]
 
 
 @njit(fastmath=True)
