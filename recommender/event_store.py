@@ -40,9 +40,10 @@ class EventStore(ABC):
 
     _param = "?"
     _table = "events"
-    #: Queries read a file on this machine (never wait on a network): cheap and bounded
-    #: enough to run on a service's event loop.
-    local = True
+    #: Whether queries only read a file on this machine, never waiting on a network:
+    #: then they are cheap and bounded enough to run on a service's event loop. A backend
+    #: says so itself; one that does not is assumed to wait.
+    local = False
 
     # ----------------------------------------------------------------- write
     def append(

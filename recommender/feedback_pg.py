@@ -118,7 +118,6 @@ class PostgresFeedbackStore(EventStore):
 
     _param = "%s"
     _table = _TABLE
-    local = False  # a round trip per query, and an outage waits for the timeout
 
     def __init__(self, url: str, *, timeout: float = 30.0, pool_size: int | None = None) -> None:
         import psycopg

@@ -61,6 +61,8 @@ class FeedbackStore(EventStore):
         Seconds to wait for another process's write lock.
     """
 
+    local = True  # reads never wait for a write (WAL), nor on a network
+
     def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
         self.path = str(path)
         if self.path != ":memory:":

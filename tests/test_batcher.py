@@ -202,6 +202,45 @@ def test_a_bad_request_fails_alone(toy_bundle, tmp_path, monkeypatch):
         h.recommend(RecommendBody(history=[404]))
 
 
+def test_scoring_runs_on_the_event_loop_only_with_a_store_that_never_waits_on_a_network(
+    toy_bundle, tmp_path, monkeypatch
+):
+    from recommender.bundle import save_to_store
+    from recommender.feedback import FeedbackStore
+
+    class RemoteStore(FeedbackStore):  # stands in for a backend across a network
+        local = False
+
+    monkeypatch.setenv("RECBENTO_FEEDBACK_DB", str(tmp_path / "fb.db"))
+    save_to_store(toy_bundle, "batcher-toy")
+    sqlite = Handlers.open("batcher-toy", settings=ServiceSettings())
+    remote = Handlers(sqlite.model, RemoteStore(tmp_path / "remote.db"), ServiceSettings())
+
+    def scoring_thread(h: Handlers) -> tuple[int, int]:
+        seen = []
+        score = h.online.recommend
+        monkeypatch.setattr(
+            h.online,
+            "recommend",
+            lambda *a, **kw: seen.append(threading.get_ident()) or score(*a, **kw),
+        )
+
+        async def ask() -> int:
+            answer = await h.recommend_async(RecommendBody(user_id=10, k=3))
+            assert len(answer["items"]) == 3
+            return threading.get_ident()
+
+        loop_thread = asyncio.run(ask())
+        return seen[0], loop_thread
+
+    scored, loop = scoring_thread(sqlite)
+    assert scored == loop  # SQLite: on the event loop, no hand-over
+    scored, loop = scoring_thread(remote)
+    assert scored != loop  # a network store's queries must not hold the loop
+    sqlite.close()
+    remote.close()
+
+
 def test_queries_waiting_together_reach_the_encoder_in_one_call(toy_bundle, tmp_path, monkeypatch):
     from recommender.bundle import save_to_store
 
