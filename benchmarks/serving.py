@@ -190,9 +190,9 @@ def encode_batches(base: str) -> dict[str, dict[str, float]]:
     text = httpx.get(f"{base}/metrics", timeout=30).text
     texts = "recbento_encode_batch_texts"
     return {
-        "calls": _histogram(text, "bentoml_service_adaptive_batch_size", 'method_name="encode"'),
-        "texts_worker": _histogram(text, texts, 'service="recbento"'),
-        "texts_service": _histogram(text, texts, 'service="recbento-encoder"'),
+        "calls": _histogram(text, "bentoml_service_adaptive_batch_size", method_name="encode"),
+        "texts_worker": _histogram(text, texts, service="recbento"),
+        "texts_service": _histogram(text, texts, service="recbento-encoder"),
     }
 
 
@@ -200,25 +200,29 @@ def scoring_passes(base: str) -> dict[str, float]:
     """``recommend`` requests scored so far (``sum``) and the passes that scored them
     (``count``), over the API workers."""
     text = httpx.get(f"{base}/metrics", timeout=30).text
-    h = _histogram(text, "recbento_recommend_batch_requests", "")
+    h = _histogram(text, "recbento_recommend_batch_requests")
     return {"sum": h.get("sum", 0.0), "count": h.get("count", 0.0)}
 
 
-def _histogram(text: str, metric: str, label: str) -> dict[str, float]:
-    """Buckets, sum and count of one Prometheus histogram, added over its label sets."""
+def _histogram(text: str, metric: str, **labels: str) -> dict[str, float]:
+    """Buckets (by ``le``), ``sum`` and ``count`` of one Prometheus histogram, added over
+    the label sets that have ``labels`` (prometheus_client's parser reads the text)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     out: dict[str, float] = {}
-    for line in text.splitlines():
-        name = line.split("{", 1)[0].split(" ", 1)[0]  # with labels or without
-        if not name.startswith(metric) or label not in line:
+    for family in text_string_to_metric_families(text):
+        if family.name != metric:
             continue
-        value = float(line.rsplit(" ", 1)[1])
-        if name == f"{metric}_bucket":
-            key = line.split('le="', 1)[1].split('"', 1)[0]
-        elif name in (f"{metric}_sum", f"{metric}_count"):
-            key = name.rsplit("_", 1)[1]
-        else:
-            continue
-        out[key] = out.get(key, 0.0) + value
+        for s in family.samples:
+            if any(s.labels.get(k) != v for k, v in labels.items()):
+                continue
+            if s.name == f"{metric}_bucket":
+                key = s.labels["le"]
+            elif s.name in (f"{metric}_sum", f"{metric}_count"):
+                key = s.name.rsplit("_", 1)[1]
+            else:
+                continue
+            out[key] = out.get(key, 0.0) + s.value
     return out
 
 

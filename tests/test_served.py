@@ -74,22 +74,28 @@ def _in_process(query: str, k: int) -> list:
     return recommend_batch(load("svc-toy"), [Request(query=query, k=k)])[0].items
 
 
+def _samples(metrics: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """Labels and value of every sample called ``name`` on ``/metrics``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [
+        (s.labels, s.value)
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+        if s.name == name
+    ]
+
+
 def _metric_sum(metrics: str, name: str) -> float:
     """``name``'s values on ``/metrics``, added up over its labels (and workers)."""
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.split("{", 1)[0].split(" ", 1)[0] == name
-    )
+    return sum(value for _, value in _samples(metrics, name))
 
 
 def _texts_per_pass(metrics: str) -> dict[str, float]:
     """Texts encoded so far by each service's forward passes, from ``/metrics``."""
     out: dict[str, float] = {}
-    for line in metrics.splitlines():
-        if line.startswith("recbento_encode_batch_texts_sum"):
-            service = line.split('service="', 1)[1].split('"', 1)[0]
-            out[service] = out.get(service, 0.0) + float(line.rsplit(" ", 1)[1])
+    for labels, value in _samples(metrics, "recbento_encode_batch_texts_sum"):
+        out[labels["service"]] = out.get(labels["service"], 0.0) + value
     return out
 
 
