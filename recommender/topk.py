@@ -111,11 +111,9 @@ def select(
     if m < k:  # no bar, or it let too few through: every eligible entry
         m = 0
         for i in range(n):
-            v = row[i]
-            if banned[i] or not v > above or not np.isfinite(v) or (masked and not allowed[i]):
-                continue
-            vals[m], idx[m] = v, i
-            m += 1
+            if _eligible(row, i, banned, allowed, masked, above):
+                vals[m], idx[m] = row[i], i
+                m += 1
     if m > k:
         t = kth_smallest(vals[:m], m - k)  # the k-th best value
         kv = np.empty(k, dtype=row.dtype)
@@ -164,9 +162,9 @@ def _cut_at_sample_bar(
     best = np.empty(rank + 1, dtype=row.dtype)  # the sample's best, best first
     s = 0
     for i in range(0, n, step):
-        v = row[i]
-        if banned[i] or not v > above or not np.isfinite(v) or (masked and not allowed[i]):
+        if not _eligible(row, i, banned, allowed, masked, above):
             continue
+        v = row[i]
         g = min(s, rank + 1)  # entries in ``best``
         s += 1
         if g == rank + 1:
@@ -182,13 +180,20 @@ def _cut_at_sample_bar(
     bar = best[min(s - 1, rank)]
     m = 0
     for i in range(n):
-        v = row[i]
-        if v >= bar:  # the bar is finite and above ``above``: few get here
-            if banned[i] or not np.isfinite(v) or (masked and not allowed[i]):
-                continue
-            vals[m], idx[m] = v, i
+        if row[i] >= bar and _eligible(row, i, banned, allowed, masked, above):  # few pass
+            vals[m], idx[m] = row[i], i
             m += 1
     return vals, idx, m
+
+
+@njit(inline="always")
+def _eligible(
+    row: np.ndarray, i: int, banned: np.ndarray, allowed: np.ndarray, masked: bool, above: float
+) -> bool:  # pragma: no cover - compiled
+    """Whether entry ``i`` may be returned: not excluded, finite, above ``above`` and,
+    with a mask, allowed."""
+    v = row[i]
+    return not banned[i] and v > above and np.isfinite(v) and (not masked or allowed[i])
 
 
 @njit()
