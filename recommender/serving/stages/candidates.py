@@ -135,13 +135,7 @@ def _head_spread(row: np.ndarray) -> float:  # pragma: no cover - compiled
     >>> float(_head_spread(np.array([0.0, 1.0, 2.0, 10.0, -np.inf])))
     8.5
     """
-    if row.size >= 4096:
-        top, mid, count = _max_and_median(row)
-    else:
-        finite = row[np.isfinite(row)]
-        count = finite.size
-        top = finite.max() if count else 0.0
-        mid = np.median(finite) if count else 0.0
+    top, mid, count = _max_and_median(row) if row.size >= 4096 else _exact_max_and_median(row)
     if count < 2:
         return 1.0
     spread = float(top) - float(mid)
@@ -169,10 +163,7 @@ def _max_and_median(x: np.ndarray) -> tuple[float, float, int]:  # pragma: no co
             sample[s] = x[i]
             s += 1
     if s < 64:  # mostly skipped items: no bracket
-        finite = x[np.isfinite(x)]
-        if finite.size == 0:
-            return 0.0, 0.0, 0
-        return finite.max(), np.median(finite), finite.size
+        return _exact_max_and_median(x)
     d = s // 16
     lo = kth_smallest(sample[:s], s // 2 - d)  # finite
     hi = kth_smallest(sample[:s], s // 2 + d)
@@ -188,8 +179,18 @@ def _max_and_median(x: np.ndarray) -> tuple[float, float, int]:  # pragma: no co
         top = v if finite and v > top else top
     lo_rank, hi_rank = (count - 1) // 2, count // 2  # the middle values' ranks (equal: odd)
     if not below <= lo_rank or not hi_rank < below + m:
-        return top, np.median(x[np.isfinite(x)]), count
+        return _exact_max_and_median(x)
     low = kth_smallest(inside[:m], lo_rank - below)
     if lo_rank == hi_rank:
         return top, low, count
     return top, (low + kth_smallest(inside[:m], hi_rank - below)) / 2, count
+
+
+@njit()
+def _exact_max_and_median(x: np.ndarray) -> tuple[float, float, int]:  # pragma: no cover
+    """NumPy's maximum and median of the finite values of ``x``, and how many (zeros
+    when there are none): short rows, and the rows whose sample brackets no median."""
+    finite = x[np.isfinite(x)]
+    if finite.size == 0:
+        return 0.0, 0.0, 0
+    return finite.max(), np.median(finite), finite.size
