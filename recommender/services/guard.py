@@ -15,6 +15,7 @@ problem:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import types
@@ -128,11 +129,11 @@ def unknown_field(
     """
     if not isinstance(data, dict):
         return None  # a type error: pydantic reports it
+    fields = _fields(model)
     for key, value in data.items():
-        info = model.model_fields.get(key)
-        if info is None:
-            return f"{prefix}{key}", prefix.rstrip("."), list(model.model_fields)
-        inner, many = _nested_model(info.annotation)
+        if key not in fields:
+            return f"{prefix}{key}", prefix.rstrip("."), list(fields)
+        inner, many = fields[key]
         if inner is None:
             continue
         values = value if many and isinstance(value, list) else [value]
@@ -142,6 +143,13 @@ def unknown_field(
             if found:
                 return found
     return None
+
+
+@functools.cache
+def _fields(model: type[BaseModel]) -> dict[str, tuple[type[BaseModel] | None, bool]]:
+    """``model``'s fields, each with the model it nests (see :func:`_nested_model`): read
+    from the annotations once per model, not once per request."""
+    return {name: _nested_model(info.annotation) for name, info in model.model_fields.items()}
 
 
 def _nested_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
