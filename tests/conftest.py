@@ -158,3 +158,28 @@ def pg_url(pg_server) -> str:
     from tests.pg import with_schema
 
     return with_schema(pg_server)
+
+
+@pytest.fixture(scope="session")
+def bento_api(toy_model):
+    """The API service bentofile.yaml names (a bentoml Service), read by importing it."""
+    import importlib
+    import sys
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    target = yaml.safe_load((root / "bentofile.yaml").read_text())["service"]
+    module_name, attr = target.split(":")
+    before = os.environ.get("RECBENTO_MODEL")
+    os.environ["RECBENTO_MODEL"] = toy_model  # importing service.py resolves the model
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        api = getattr(importlib.import_module(module_name), attr)
+    finally:
+        if before is None:
+            os.environ.pop("RECBENTO_MODEL", None)
+        else:
+            os.environ["RECBENTO_MODEL"] = before
+    return api
