@@ -82,13 +82,14 @@ class ThreadLimit:
 
 
 class RequestBatcher(Generic[Req, Ans]):
-    """Run ``fn`` in a thread of its own over batches of whatever requests are waiting.
+    """Run ``fn`` over batches of whatever requests are waiting, in a thread of its own
+    or on the event loop (``in_thread``).
 
     Parameters
     ----------
     fn : callable
-        ``list of requests -> list of answers``, one answer per request, in order.
-        It runs in a worker thread of its own, one batch at a time, so work in other
+        ``list of requests -> list of answers``, one answer per request, in order,
+        one batch at a time. In its own worker thread (``in_thread``), work in other
         threads (another batcher waiting for the encoder) never holds it up.
     max_batch : int
         Most requests in one call.
@@ -135,7 +136,7 @@ class RequestBatcher(Generic[Req, Ans]):
         self._in_flight: collections.deque[int] = collections.deque([1], maxlen=_RECENT)
         self._wanted = self.min_batch  # what a lingering drainer waits for
         self._pending: list[tuple[Req, asyncio.Future]] = []
-        self._enough: asyncio.Event | None = None  # set when min_batch are waiting
+        self._enough: asyncio.Event | None = None  # set when _wanted are waiting
         self._drainer: asyncio.Task | None = None
         self._thread = ThreadLimit(1)
 

@@ -75,7 +75,7 @@ class Handlers:
             max_batch=32,
             linger=settings.recommend_linger_ms / 1000,
             follow_load=True,
-            in_thread=not getattr(store, "local", False),
+            in_thread=not store.local,
         )
         # free-text queries waiting together are encoded at once: one forward pass in
         # this worker, or one call to the encoder service, whose adaptive batching then
