@@ -1,7 +1,7 @@
 """The collaborative half of the trained model, and how much it counts, chosen on validation.
 
 A trained model scores ``zscore(tower) + weight * zscore(co-occurrence)`` per user, the
-co-occurrence score a recency-weighted EASE (:class:`~recommender.tower.CooccurrenceScorer`).
+co-occurrence score a recency-weighted EASE (:class:`~recommender.cooccurrence.CooccurrenceScorer`).
 Three things decide what that half says, and they differ from one log to the next:
 
 * EASE's L2 weight ``lam`` (denser logs want less shrinkage);
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from recommender.cooccurrence import CooccurrenceScorer
 from recommender.eval import val_metrics
-from recommender.tower import CooccurrenceScorer
 from recommender.train_config import TrainConfig
 
 __all__ = ["fit_hybrid", "mix", "zscore"]

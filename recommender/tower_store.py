@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 import torch
 from safetensors.torch import load_file, save_file
 
+from recommender.cooccurrence import CooccurrenceScorer
 from recommender.errors import BundleError, InputError
-from recommender.tower import CooccurrenceScorer, UserTower
+from recommender.tower import UserTower
 
 if TYPE_CHECKING:
     from recommender.train import SequenceRecommender

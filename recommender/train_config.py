@@ -70,7 +70,7 @@ class TrainConfig:
         ``cpu`` / ``cuda``; ``None`` picks CUDA when present.
     cooc, cooc_min_count : bool, int
         Add the collaborative half of the hybrid (recency-weighted EASE, see
-        :class:`~recommender.tower.CooccurrenceScorer`) for items with at least
+        :class:`~recommender.cooccurrence.CooccurrenceScorer`) for items with at least
         ``cooc_min_count`` training users (at most ``cooc_max_items``, the most
         popular: the closed form costs the cube of their number).
     cooc_lambdas, cooc_decays, cooc_weights : list of float

@@ -232,7 +232,7 @@ def test_auto_softmax_samples_above_the_catalogue_threshold() -> None:
 
 
 def test_cooccurrence_keeps_the_most_popular_items() -> None:
-    from recommender.tower import CooccurrenceScorer
+    from recommender.cooccurrence import CooccurrenceScorer
 
     # item 0 in every history, item 1 in most, items 2..5 in two each
     seqs = [
@@ -245,3 +245,22 @@ def test_cooccurrence_keeps_the_most_popular_items() -> None:
     head = CooccurrenceScorer(lam=1.0, min_count=2, max_items=2).fit(seqs, 6)
     assert full.active_.tolist() == [0, 1, 2, 3, 4, 5]
     assert head.active_.tolist() == [0, 1]
+
+
+def test_cooccurrence_scores_are_recency_weighted_rows_of_b_alone_or_batched() -> None:
+    import torch
+
+    from recommender.cooccurrence import CooccurrenceScorer
+
+    seqs = [np.array([0, 1, 2, 3]), np.array([0, 1, 4, 5]), np.array([2, 3, 4]), np.array([5, 0])]
+    scorer = CooccurrenceScorer(lam=1.0, decay=0.5, min_count=1).fit(seqs, 6)
+    B, pos = scorer.B_, scorer.pos_
+    # item 0 seen twice counts once, at its latest position; 7 is newer than the model
+    histories = [np.array([0, 1, 0]), np.array([5, 7, 2]), np.array([], dtype=np.int64)]
+    got = scorer.scores(histories)
+    assert got.shape == (3, 6)
+    torch.testing.assert_close(got[0, scorer.active_], B[pos[0]] + 0.5 * B[pos[1]])
+    torch.testing.assert_close(got[1, scorer.active_], 0.5 * B[pos[5]] + B[pos[2]])
+    assert not got[2].any()
+    alone = torch.cat([scorer.scores([h]) for h in histories])
+    assert torch.equal(alone, got)
