@@ -33,7 +33,13 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks.server_process import free_port, server_rss_mb, start_server, stop_server
+from benchmarks.server_process import (
+    free_port,
+    server_rss_mb,
+    start_server,
+    stop_server,
+    trained_model,
+)
 from benchmarks.soak import _ids, _run, endpoint_rows
 
 __all__ = ["main", "replicas"]
@@ -239,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--probes", type=int, default=50)
     args = ap.parse_args(argv)
     out = replicas(
-        args.model,
+        trained_model(args.model),
         seconds=args.seconds,
         concurrency=args.concurrency,
         workers=args.workers,

@@ -8,10 +8,13 @@ so a figure counts every process that answered.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from typing import Any
 
 from tests.procs import free_port, serve, stop  # shared with the tests
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "busiest_share",
@@ -20,13 +23,39 @@ __all__ = [
     "server_rss_mb",
     "start_server",
     "stop_server",
+    "trained_model",
     "worker_cpu_s",
 ]
 
 
+def trained_model(name: str) -> str:
+    """Tag of the model a benchmark serves: ``name``'s latest version, trained.
+
+    A server given the text-only demo model serves it at once and trains it in a
+    background process (:func:`recommender.services.reload.start_demo_training`): a
+    benchmark would measure that training sharing the cores, then a model swap. The demo
+    model is therefore built and trained here, before any server starts.
+    """
+    import bentoml
+
+    from recommender.build import DEMO_MODEL, retrain
+    from recommender.service_core import ensure_model
+
+    tag = ensure_model(name)
+    components = bentoml.models.get(tag).info.metadata.get("components") or []
+    if tag.split(":")[0] == DEMO_MODEL and "tower" not in components:
+        log.info("training %s before serving it (a few minutes, once per model store)", tag)
+        tag = str(retrain(tag).tag)
+    return tag
+
+
 def start_server(model: str, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start `bentoml serve` for ``model`` on 127.0.0.1:``port`` and wait until ready."""
-    return serve(model, port, env=env, timeout=600)
+    """Start `bentoml serve` for ``model`` on 127.0.0.1:``port`` and wait until ready.
+
+    The server never starts a background training (``RECBENTO_TRAIN_DEMO=0``): what is
+    measured is serving alone. Benchmarks pass a :func:`trained_model`.
+    """
+    return serve(model, port, env={"RECBENTO_TRAIN_DEMO": "0", **(env or {})}, timeout=600)
 
 
 def stop_server(proc: subprocess.Popen) -> None:

@@ -48,6 +48,7 @@ from benchmarks.server_process import (
     server_rss_mb,
     start_server,
     stop_server,
+    trained_model,
     worker_cpu_s,
 )
 from benchmarks.serving_inprocess import QUERIES, catalogue_scaling, inprocess_encode_best
@@ -317,9 +318,8 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     from recommender.bundle import load_from_store
-    from recommender.service_core import ensure_model
 
-    tag = ensure_model(args.model)
+    tag = trained_model(args.model)
     bundle, _ = load_from_store(tag)
     n_users = (
         int(bundle.interactions["user_id"].max())

@@ -22,7 +22,13 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks.server_process import free_port, server_rss_mb, start_server, stop_server
+from benchmarks.server_process import (
+    free_port,
+    server_rss_mb,
+    start_server,
+    stop_server,
+    trained_model,
+)
 
 __all__ = ["endpoint_rows", "main", "soak"]
 
@@ -188,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-requests", type=int, default=1_000_000)
     args = ap.parse_args(argv)
     out = soak(
-        args.model,
+        trained_model(args.model),
         seconds=args.seconds,
         concurrency=args.concurrency,
         max_requests=args.max_requests,
