@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 import numpy as np
 
 from recommender.errors import InputError
+from recommender.scale import zscore
 from recommender.topk import top_k
 
 if TYPE_CHECKING:
@@ -63,13 +64,7 @@ def _normalise(scores: np.ndarray, how: str) -> np.ndarray:
         span = scores.max(axis=1, keepdims=True) - lo
         return np.divide(scores - lo, span, out=np.zeros_like(scores), where=span > 0)
     if how == "zscore":
-        sd = scores.std(axis=1, keepdims=True)
-        return np.divide(
-            scores - scores.mean(axis=1, keepdims=True),
-            sd,
-            out=np.zeros_like(scores),
-            where=sd > 0,
-        )
+        return zscore(scores)
     raise InputError(
         f"normalise={how!r} is not supported; expected one of ['minmax', 'zscore', 'none']",
         field="normalise",

@@ -28,27 +28,17 @@ import torch
 
 from recommender.cooccurrence import CooccurrenceScorer
 from recommender.eval import val_metrics
+from recommender.scale import zscore
 from recommender.train_config import TrainConfig
 
-__all__ = ["fit_hybrid", "mix", "zscore"]
+__all__ = ["fit_hybrid", "mix"]
 
 log = logging.getLogger(__name__)
 
 
-def zscore(s: torch.Tensor) -> torch.Tensor:
-    """Per-row standardisation, so that two scorers can be mixed with one weight.
-
-    >>> zscore(torch.tensor([[1.0, 2.0, 3.0]])).tolist()
-    [[-1.0, 0.0, 1.0]]
-    """
-    mean = s.mean(dim=1, keepdim=True)
-    std = s.std(dim=1, keepdim=True).clamp(min=1e-8)
-    return (s - mean) / std
-
-
-def mix(tower: torch.Tensor, co: torch.Tensor, weight: float) -> torch.Tensor:
+def mix(tower: np.ndarray, co: np.ndarray, weight: float) -> np.ndarray:
     """The hybrid score: standardised tower scores plus ``weight`` x standardised co-occurrence."""
-    return zscore(tower) + weight * zscore(co)
+    return zscore(tower) + np.float32(weight) * zscore(co)
 
 
 def seen_mask(histories: Sequence[np.ndarray], n_items: int) -> torch.Tensor:
@@ -103,12 +93,12 @@ def fit_hybrid(
     best = -1.0
     val_scorer = None
     if len(val_target) and tower_val is not None:
-        tower_z = zscore(tower_val.float().cpu())
+        tower_z = torch.from_numpy(zscore(tower_val.float().cpu().numpy()))
         seen = seen_mask(val_hist, n_items)
         for lam_i in cfg.cooc_lambdas:
             cooc = CooccurrenceScorer(lam=lam_i, **params).fit(train_sequences, n_items)
             for d in cfg.cooc_decays:
-                co = zscore(cooc.scores(val_hist, n_items, d))
+                co = torch.from_numpy(zscore(cooc.scores(val_hist, n_items, d).numpy()))
                 for w in cfg.cooc_weights:
                     s = (tower_z + w * co).masked_fill_(seen, -float("inf"))
                     top = torch.topk(s, min(k, n_items), dim=1).indices.numpy()

@@ -312,7 +312,7 @@ class SequenceRecommender:
         if cooc is None or self.cooc_weight_ == 0.0:
             return tower
         co = cooc.scores(list(histories), tower.shape[1], self.cooc_decay_)
-        return mix(torch.from_numpy(tower), co, self.cooc_weight_).numpy()
+        return mix(tower, co.numpy(), self.cooc_weight_)
 
     def new_item_mask(self, n_items: int | None = None) -> np.ndarray:
         """Boolean ``(n_items,)``: True for items with no collaborative signal (text only)."""
@@ -327,7 +327,8 @@ class SequenceRecommender:
         self, histories: Sequence[Sequence[int] | np.ndarray], table: torch.Tensor, batch_size: int
     ) -> torch.Tensor:
         net = self._check_fitted()
-        net.eval()
+        if net.training:  # a loaded model is in eval mode already; eval() walks every module
+            net.eval()
         out = []
         n = table.shape[0]
         for start in range(0, len(histories), batch_size):

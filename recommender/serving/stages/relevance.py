@@ -18,6 +18,7 @@ import numpy as np
 
 from recommender.errors import InputError
 from recommender.jit import njit
+from recommender.scale import zscore
 from recommender.serving.types import Request, UserState
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ __all__ = [
     "lower_disliked_neighbours",
     "relevance",
     "popularity_scores",
-    "zscore",
 ]
 
 
@@ -66,12 +66,12 @@ def relevance(
         scores = _approximate(model, states, reqs, text)
     rows = [i for i, t in enumerate(trained) if t]
     if rows:
-        learned = model.tower.scores(
-            [states[i].history.items for i in rows], item_table=model.item_table
+        learned = zscore(
+            model.tower.scores([states[i].history.items for i in rows], item_table=model.item_table)
         )
         w = model.serving.query_weight
         for j, i in enumerate(rows):
-            row = zscore(learned[j])
+            row = learned[j]
             q = states[i].query_vector
             if q is not None:
                 row = (1 - w) * row + w * zscore(model.item_vectors @ q)
@@ -158,9 +158,3 @@ def popularity_scores(model: LoadedModel) -> np.ndarray:
     pop = model.popularity
     top = pop.max() if len(pop) else 0
     return (pop / top).astype(np.float32) if top > 0 else pop.astype(np.float32)
-
-
-def zscore(x: np.ndarray) -> np.ndarray:
-    """``(x - mean) / std`` (zeros for a constant row), so scorers share one scale."""
-    sd = float(x.std())
-    return ((x - x.mean()) / sd).astype(np.float32) if sd > 0 else np.zeros_like(x, np.float32)
