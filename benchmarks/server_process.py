@@ -34,7 +34,8 @@ def trained_model(name: str) -> str:
     A server given the text-only demo model serves it at once and trains it in a
     background process (:func:`recommender.services.reload.start_demo_training`): a
     benchmark would measure that training sharing the cores, then a model swap. The demo
-    model is therefore built and trained here, before any server starts.
+    model is therefore built and trained here, before any server starts. A name with a
+    version (``recbento-demo:abc``) is served as it is, trained or not.
     """
     import bentoml
 
@@ -43,7 +44,7 @@ def trained_model(name: str) -> str:
 
     tag = ensure_model(name)
     components = bentoml.models.get(tag).info.metadata.get("components") or []
-    if tag.split(":")[0] == DEMO_MODEL and "tower" not in components:
+    if name == DEMO_MODEL and "tower" not in components:
         log.info("training %s before serving it (a few minutes, once per model store)", tag)
         tag = str(retrain(tag).tag)
     return tag
