@@ -23,8 +23,9 @@ def zscore(x: np.ndarray) -> np.ndarray:
 
     >>> zscore(np.array([1.0, 2.0, 3.0])).astype(float).round(4).tolist()
     [-1.2247, 0.0, 1.2247]
-    >>> zscore(np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]])).astype(float).round(4).tolist()
-    [[-1.2247, 0.0, 1.2247], [0.0, 0.0, 0.0]]
+    >>> rows = np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0], [1.0, np.inf, 3.0]])
+    >>> zscore(rows).astype(float).round(4).tolist()
+    [[-1.2247, 0.0, 1.2247], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
     """
     rows = np.ascontiguousarray(x, dtype=np.float32)
     flat = rows.reshape(1, -1) if rows.ndim == 1 else rows
@@ -33,7 +34,7 @@ def zscore(x: np.ndarray) -> np.ndarray:
     return out.reshape(rows.shape)
 
 
-@njit(fastmath=True)
+@njit(fastmath={"reassoc", "contract"})  # vectorised sums; NaN and infinity still seen
 def _standardise(x: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
     """``out[r] = (x[r] - mean) / std`` for each row, sums in float64; zeros where std is 0."""
     b, n = x.shape
