@@ -341,8 +341,7 @@ class SequenceRecommender:
                     )
             padded = torch.from_numpy(left_pad(rows, net.max_len)).to(table.device)
             with torch.no_grad():
-                h = net.encode(padded, table)
-            out.append(h[:, -1])
+                out.append(net.last_state(padded, table))
         if not out:
             return torch.empty(0, net.dim, device=table.device)
         return torch.cat(out)

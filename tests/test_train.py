@@ -264,3 +264,22 @@ def test_cooccurrence_scores_are_recency_weighted_rows_of_b_alone_or_batched() -
     assert not got[2].any()
     alone = torch.cat([scorer.scores([h]) for h in histories])
     assert torch.equal(alone, got)
+
+
+def test_the_tower_state_served_is_the_last_position_of_the_trained_encoder() -> None:
+    import torch
+
+    from recommender.tower import UserTower
+
+    torch.manual_seed(0)
+    net = UserTower(12, 8, dim=16, n_layers=3, n_heads=2, max_len=6).eval()
+    table = torch.randn(12, 16)
+    # left-padded: a full row, a short one, a single item, nothing at all
+    seq = torch.tensor(
+        [[1, 2, 3, 4, 5, 6], [-1, -1, -1, 7, 8, 9], [-1, -1, -1, -1, -1, 11], [-1] * 6]
+    )
+    with torch.no_grad():
+        served = net.last_state(seq, table)
+        trained = net.encode(seq, table)[:, -1]
+    torch.testing.assert_close(served, trained, atol=1e-5, rtol=1e-5)
+    assert served.shape == (4, 16)
