@@ -127,12 +127,16 @@ class UserTower(nn.Module):
         return e + self.id_emb(r) * keep.unsqueeze(1).to(e.dtype)
 
     def _mask(self, valid: torch.Tensor) -> torch.Tensor:
-        """Boolean attention mask (True = blocked): causal, pads blocked except self."""
-        b, length = valid.shape
-        causal = torch.ones(length, length, dtype=torch.bool, device=valid.device).tril()
-        eye = torch.eye(length, dtype=torch.bool, device=valid.device)
-        allowed = causal.unsqueeze(0) & (valid.unsqueeze(1) | eye.unsqueeze(0))
-        return (~allowed).repeat_interleave(self.n_heads, dim=0)
+        """Boolean attention mask (True = blocked), one per head: see :func:`_allowed`."""
+        return (~_allowed(valid)).repeat_interleave(self.n_heads, dim=0)
+
+    def _inputs(self, seq: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's input ``(b, L, dim)`` before dropout, and which positions are items."""
+        valid = seq >= 0
+        x = table[seq.clamp(min=0)] * valid.unsqueeze(-1).to(table.dtype)
+        length = seq.shape[1]
+        pos = torch.arange(self.max_len - length, self.max_len, device=seq.device)
+        return x * math.sqrt(self.dim) + self.pos_emb(pos).unsqueeze(0), valid
 
     def encode(self, seq: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """User states at every position of left-padded sequences.
@@ -149,11 +153,7 @@ class UserTower(nn.Module):
         Tensor (b, L, dim)
             Position ``t`` summarises items ``0..t`` (the state that predicts ``t+1``).
         """
-        valid = seq >= 0
-        x = table[seq.clamp(min=0)] * valid.unsqueeze(-1).to(table.dtype)
-        length = seq.shape[1]
-        pos = torch.arange(self.max_len - length, self.max_len, device=seq.device)
-        x = x * math.sqrt(self.dim) + self.pos_emb(pos).unsqueeze(0)
+        x, valid = self._inputs(seq, table)
         x = self.emb_drop(x) * valid.unsqueeze(-1).to(x.dtype)
         h = self.encoder(x, mask=self._mask(valid))
         return self.out_norm(h)
@@ -167,20 +167,24 @@ class UserTower(nn.Module):
         float rounding; no dropout, so for eval mode only. A third less time than
         :meth:`encode` for the few users of a serving batch.
         """
-        valid = seq >= 0
-        b, length = seq.shape
-        x = table[seq.clamp(min=0)] * valid.unsqueeze(-1).to(table.dtype)
-        pos = torch.arange(self.max_len - length, self.max_len, device=seq.device)
-        x = (x * math.sqrt(self.dim) + self.pos_emb.weight[pos]) * valid.unsqueeze(-1).to(x.dtype)
-        eye = torch.eye(length, dtype=torch.bool, device=seq.device)
-        causal = torch.ones(length, length, dtype=torch.bool, device=seq.device).tril()
-        allowed = (causal & (valid.unsqueeze(1) | eye)).unsqueeze(1)  # (b, 1, L, L)
+        x, valid = self._inputs(seq, table)
+        x = x * valid.unsqueeze(-1).to(x.dtype)
+        allowed = _allowed(valid).unsqueeze(1)  # (b, 1, L, L): the same for every head
         layers = list(self.encoder.layers)
         for n, layer in enumerate(layers):
             last = n == len(layers) - 1
             x = _pre_norm_layer(layer, x, allowed[:, :, -1:] if last else allowed, last)
         norm = self.out_norm
         return F.layer_norm(x[:, -1], (self.dim,), norm.weight, norm.bias, norm.eps)
+
+
+def _allowed(valid: torch.Tensor) -> torch.Tensor:
+    """``(b, L, L)``, True where a position may attend: causally, to items, and always to
+    itself (so a padded position is never left with nothing to attend to)."""
+    length = valid.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=valid.device).tril()
+    eye = torch.eye(length, dtype=torch.bool, device=valid.device)
+    return causal.unsqueeze(0) & (valid.unsqueeze(1) | eye.unsqueeze(0))
 
 
 def _pre_norm_layer(
