@@ -37,8 +37,7 @@ def test_bentocloud_config_matches_the_bento(bento_api) -> None:
         assert svc["instance_type"].startswith("gpu.") == bool(wants_gpu), name
     api = cfg["services"][bento_api.name]
     assert api["scaling"]["max_replicas"] > 1 and api["scaling"]["min_replicas"] >= 2
-    envs = [e["name"] for e in cfg.get("envs", [])]
-    envs += [e["name"] for s in cfg["services"].values() for e in s.get("envs", [])]
+    envs = _env_names(cfg)
     assert "RECBENTO_MODEL" not in envs  # the Bento serves the model it packed
 
 
@@ -46,8 +45,7 @@ def test_bentocloud_has_one_bearer_token_check() -> None:
     """BentoCloud's access authorization and RECBENTO_API_TOKEN both read the same
     `Authorization: Bearer` header: at most one of them may be on."""
     cfg = yaml.safe_load(CLOUD.read_text())
-    envs = [e["name"] for e in cfg.get("envs", [])]
-    envs += [e["name"] for s in cfg["services"].values() for e in s.get("envs", [])]
+    envs = _env_names(cfg)
     token_secret = "recbento-api"  # the secret deploy/README.md says holds the token
     app_token = "RECBENTO_API_TOKEN" in envs or token_secret in cfg.get("secrets", [])
     assert not (cfg.get("access_authorization") and app_token)
@@ -70,3 +68,9 @@ def test_bentofile_names_the_api_service(bento_api) -> None:
     bentofile = yaml.safe_load((ROOT / "bentofile.yaml").read_text())
     assert bentofile["name"] == IMAGE.split(":")[0]
     assert bento_api.name == "recbento"
+
+
+def _env_names(cfg: dict) -> list[str]:
+    """Every environment variable the deployment sets, for all services or for one."""
+    names = [e["name"] for e in cfg.get("envs", [])]
+    return names + [e["name"] for s in cfg["services"].values() for e in s.get("envs", [])]
