@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from recommender.serving.types import Candidates, Ranked, Request, UserState
+from recommender.topk import top_k
 
 if TYPE_CHECKING:
     from recommender.serving.model import LoadedModel
@@ -64,14 +65,11 @@ def reserve_new_items(
     slots = min(model.serving.new_item_slots, len(idx) - 1)
     if new is None or slots <= 0 or len(idx) < k or new[idx].any():
         return idx, sc
-    eligible = new.copy()
-    if st.allowed is not None:
-        eligible &= st.allowed
-    eligible[st.seen] = False
-    pool = np.flatnonzero(eligible & np.isfinite(row))
-    if not len(pool):
+    eligible = new if st.allowed is None else new & st.allowed
+    found, _ = top_k(row, slots, exclude=[st.seen], allowed=eligible)
+    pick = found[0][found[0] >= 0]
+    if not len(pick):
         return idx, sc
-    pick = pool[np.lexsort((pool, -row[pool]))[:slots]]
     keep = len(idx) - len(pick)
     floor = sc[keep - 1]
     return (
