@@ -7,6 +7,8 @@ their history, each weighted by how recently it was seen (:func:`ease_rows`).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -85,7 +87,8 @@ class CooccurrenceScorer:
         (an item seen twice counts once, at its most recent position). Only those rows
         are read (:func:`ease_rows`): a request costs its history's length, not the
         whole ``B`` (158 MB for the demo catalogue), and scores the same alone or in
-        any batch.
+        any batch. Positions older than :func:`reach` are not read: together they
+        weigh less than float32's resolution of the newest item's weight.
         """
         decay = self.decay if decay is None else decay
         n = n_items or self.n_items_
@@ -94,7 +97,7 @@ class CooccurrenceScorer:
         offsets = np.zeros(len(items) + 1, dtype=np.int64)
         np.cumsum([len(h) for h in items], out=offsets[1:])
         longest = int(max((len(h) for h in items), default=0))
-        powers = np.float32(decay) ** np.arange(longest, dtype=np.float32)
+        powers = np.float32(decay) ** np.arange(min(longest, reach(decay)), dtype=np.float32)
         rows = np.zeros((len(items), len(self.active_)), dtype=np.float32)
         flat = np.concatenate(items) if items else np.zeros(0, dtype=np.int64)
         ease_rows(self.B_.numpy(), self.pos_.numpy(), flat, offsets, powers, rows)
@@ -135,9 +138,10 @@ def ease_rows(
 
     History ``u`` is ``items[offsets[u]:offsets[u + 1]]`` (catalogue indices, oldest
     first); ``pos`` maps an item to its row of ``B`` (-1: not in ``B``); the item ``a``
-    positions from the end weighs ``powers[a]``, and an item seen more than once keeps its
-    largest weight. Rows are added in ascending order of ``B``'s rows, so a history sums
-    the same alone or in any batch.
+    positions from the end weighs ``powers[a]`` (older positions than ``powers`` holds
+    are skipped), and an item seen more than once keeps its largest weight. Rows are
+    added in ascending order of ``B``'s rows, so a history sums the same alone or in any
+    batch.
 
     >>> B = np.array([[0.0, 1.0], [2.0, 0.0]], dtype=np.float32)
     >>> out = np.zeros((1, 2), dtype=np.float32)
@@ -147,13 +151,14 @@ def ease_rows(
     [[2.0, 0.5]]
     """
     n_rows, width = B.shape
+    depth = powers.size
     weight = np.zeros(n_rows, dtype=np.float32)
     seen = np.zeros(n_rows, dtype=np.bool_)
     rows = np.empty(n_rows, dtype=np.int64)
     for u in range(len(offsets) - 1):
         lo, hi = offsets[u], offsets[u + 1]
         n = 0
-        for t in range(lo, hi):
+        for t in range(max(lo, hi - depth), hi):  # the last ``depth`` positions
             p = pos[items[t]]
             if p < 0:
                 continue
@@ -172,3 +177,18 @@ def ease_rows(
                 out[u, j] += w * B[q, j]
             seen[q] = False
             weight[q] = 0.0
+
+
+def reach(decay: float) -> int:
+    """How many of a history's newest positions the recency-weighted sum reads.
+
+    The positions from there on weigh ``decay ** reach / (1 - decay)`` together, under
+    ``2 ** -24`` of the newest item's weight (float32's resolution), so leaving them out
+    changes a score by less than its rounding. ``decay`` 1 reads every position.
+
+    >>> reach(0.8), reach(0.95), reach(1.0) > 10**9
+    (82, 383, True)
+    """
+    if not 0 < decay < 1:
+        return 2**62
+    return math.ceil(math.log(2.0**-24 * (1 - decay)) / math.log(decay))

@@ -266,6 +266,36 @@ def test_cooccurrence_scores_are_recency_weighted_rows_of_b_alone_or_batched() -
     assert torch.equal(alone, got)
 
 
+def test_cooccurrence_scores_read_only_the_positions_that_weigh() -> None:
+    """A long history's score is its newest ``reach(decay)`` positions' (exactly), and
+    within float32 rounding of the sum over every position."""
+    import torch
+
+    from recommender.cooccurrence import CooccurrenceScorer, reach
+
+    rng = np.random.default_rng(0)
+    seqs = [rng.choice(40, size=12, replace=False) for _ in range(60)]
+    scorer = CooccurrenceScorer(lam=2.0, decay=0.8, min_count=1).fit(seqs, 40)
+    history = rng.integers(0, 40, size=300)
+    got = scorer.scores([history])
+    assert reach(0.8) == 82
+    assert torch.equal(got, scorer.scores([history[-82:]]))
+    B, pos = scorer.B_.double(), scorer.pos_
+    full = torch.zeros(B.shape[1], dtype=torch.float64)
+    for item in dict.fromkeys(history[::-1].tolist()):  # newest position first
+        age = len(history) - 1 - max(np.flatnonzero(history == item))
+        full += 0.8**age * B[pos[item]]
+    assert (got[0, scorer.active_].double() - full).abs().max() < 1e-6 * full.abs().max()
+    # an item seen only 82 positions ago is not read (items outside B count as positions)
+    rare = CooccurrenceScorer(lam=2.0, decay=0.8, min_count=2).fit([*seqs, np.array([40])], 41)
+    assert rare.pos_[40] == -1 and rare.pos_[7] >= 0
+    assert rare.scores([np.array([7] + [40] * 81)]).abs().max() > 0
+    assert not rare.scores([np.array([7] + [40] * 82)]).any()
+    # with no decay every position counts
+    plain = CooccurrenceScorer(lam=2.0, decay=1.0, min_count=2).fit([*seqs, np.array([40])], 41)
+    assert plain.scores([np.array([7] + [40] * 500)]).abs().max() > 0
+
+
 def test_the_tower_state_served_is_the_last_position_of_the_trained_encoder() -> None:
     import torch
 
