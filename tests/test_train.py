@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from recommender.errors import BundleError, InputError
 from recommender.train import SequenceRecommender, TrainConfig, sequences_from_interactions
@@ -75,9 +76,28 @@ def test_save_load_identical_scores(fitted: SequenceRecommender, tmp_path) -> No
     fitted.save(tmp_path)
     assert (tmp_path / "user_tower.safetensors").is_file()
     assert (tmp_path / "tower_config.json").is_file()
-    loaded = SequenceRecommender.load(tmp_path)
+    # on the device it was trained on (CUDA where present): the same arithmetic, the same bits
+    loaded = SequenceRecommender.load(tmp_path, device=_device(fitted))
     np.testing.assert_array_equal(loaded.scores(histories, vecs), fitted.scores(histories, vecs))
     assert loaded.get_config() == fitted.get_config()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_model_trained_on_cuda_serves_the_same_lists_on_a_cpu(fitted, tmp_path) -> None:
+    """Loading defaults to the CPU (a serving worker's tower); GPU and CPU kernels round
+    differently, so the scores agree to float precision and the lists are the same."""
+    assert _device(fitted).startswith("cuda")
+    fitted.save(tmp_path)
+    cpu = SequenceRecommender.load(tmp_path)
+    assert _device(cpu) == "cpu"
+    histories = [np.array([3, 4, 5]), np.array([11, 0]), np.array([7])]
+    want, got = fitted.scores(histories, _vectors()), cpu.scores(histories, _vectors())
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    assert (np.argsort(-got, axis=1)[:, :5] == np.argsort(-want, axis=1)[:, :5]).all()
+
+
+def _device(model: SequenceRecommender) -> str:
+    return str(next(model.net_.parameters()).device)
 
 
 def test_config_round_trips() -> None:
@@ -154,7 +174,7 @@ def test_hybrid_save_load_identical_scores(tmp_path) -> None:
     mixed = model.scores(histories, _vectors())
     assert not np.allclose(mixed, tower_only)
     model.save(tmp_path)
-    loaded = SequenceRecommender.load(tmp_path)
+    loaded = SequenceRecommender.load(tmp_path, device=_device(model))
     np.testing.assert_array_equal(loaded.scores(histories, _vectors()), mixed)
 
 
