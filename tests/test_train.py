@@ -289,8 +289,6 @@ def test_cooccurrence_scores_are_recency_weighted_rows_of_b_alone_or_batched() -
 def test_cooccurrence_scores_read_only_the_positions_that_weigh() -> None:
     """A long history's score is its newest ``reach(decay)`` positions' (exactly), and
     within float32 rounding of the sum over every position."""
-    import torch
-
     from recommender.cooccurrence import CooccurrenceScorer, reach
 
     rng = np.random.default_rng(0)
