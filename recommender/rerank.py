@@ -84,6 +84,9 @@ def minmax(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.size == 0:
         return x
+    lo, hi = x.min(), x.max()
+    if np.isfinite(lo) and np.isfinite(hi):  # every value finite (a NaN makes both NaN)
+        return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
     finite = np.isfinite(x)
     if not finite.any():
         return np.zeros_like(x)
@@ -161,6 +164,11 @@ class Reranker:
                 field="group_popularity",
             )
         self._head_before = None if activity is None else head_share_before(activity.popularity)
+        # every item's freshness at the default half-life, so a request reads its candidates'
+        self._fresh_at: tuple[float, np.ndarray] | None = None
+        if self.item_age_days is not None:
+            half_life = self.config.freshness_half_life_days
+            self._fresh_at = (half_life, self._freshness(slice(None), half_life))
 
     @classmethod
     def from_tables(
@@ -231,9 +239,16 @@ class Reranker:
         if cfg.hotness > 0 and self.activity is not None:
             base += cfg.hotness * minmax(self.activity.hotness(cfg.hotness_half_life_days, cand))
         if cfg.freshness > 0 and self.item_age_days is not None:
-            fresh = np.exp2(-self.item_age_days[cand] / cfg.freshness_half_life_days)
-            base += cfg.freshness * minmax(np.nan_to_num(fresh, nan=0.0))
+            base += cfg.freshness * minmax(self._freshness(cand, cfg.freshness_half_life_days))
         return base
+
+    def _freshness(self, rows: np.ndarray | slice, half_life_days: float) -> np.ndarray:
+        """``0.5 ** (age / half_life)`` of ``rows``, 0 for an unknown age (items with an age)."""
+        at = self._fresh_at
+        if at is not None and at[0] == half_life_days:
+            return at[1][rows]
+        fresh = np.exp2(-self.item_age_days[rows] / half_life_days)
+        return np.nan_to_num(fresh, nan=0.0)
 
     # ------------------------------------------------------------------ rerank
     def rerank(

@@ -160,6 +160,27 @@ def test_trained_lists_keep_a_slot_for_items_new_to_the_tower(trained, items, in
     assert [i.item_id for i in plain.recommend(user_id=10, k=3, rerank=False).items] == full[:3]
 
 
+def test_the_new_item_slot_obeys_filters_and_exclusions(trained):
+    """The slot's item passes the request's filters and is never one the request
+    excluded: the best new item that may be shown, else none."""
+    rec = load_model(trained)
+    plain = rec.with_serving(new_item_slots=0)
+    full = [i.item_id for i in plain.recommend(user_id=10, k=6, rerank=False).items]
+    assert full == [8, 3, 7, 5, 6, 4]  # user 10 saw 1 and 2
+    new = np.zeros(rec.n_items, dtype=bool)
+    new[[rec.catalogue.row(7), rec.catalogue.row(6)]] = True  # Alien (Horror), Cars (Animation)
+    rec = dataclasses.replace(rec, new_items=new)
+
+    def top2(**req) -> list[int]:
+        return [i.item_id for i in rec.recommend(user_id=10, k=2, rerank=False, **req).items]
+
+    assert top2() == [8, 7]
+    assert top2(exclude_items=[7]) == [8, 6]
+    assert top2(include={"genres": ["Action", "Crime", "Animation"]}) == [8, 6]
+    assert top2(exclude={"genres": ["Horror"]}) == [3, 6]
+    assert top2(include={"genres": ["Action", "Crime", "Horror"]}, exclude_items=[7]) == [8, 3]
+
+
 def test_trained_build_chooses_its_serving_defaults_on_validation(trained, tmp_path):
     """The graph weight, hotness and freshness a trained build serves with are the ones
     its validation cases scored best, recorded in config.json; requests may still set them."""

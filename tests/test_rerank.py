@@ -222,6 +222,26 @@ def test_freshness_and_group_popularity():
         rr.rerank([0, 2], [1.0, 0.9], k=1, group=3, config=OFF.replace(group_popularity=1.0))
 
 
+def test_a_requests_freshness_half_life_counts_as_if_it_were_the_default():
+    """The default half-life's freshness is computed once for every item; a request
+    with another half-life gets what a reranker built with that default gives."""
+    age = np.array([0.0, 50.0, 200.0, 400.0, np.nan])
+    rel = [0.5, 0.0, 1.0, 0.9, 0.7]
+    cfg = OFF.replace(freshness=1.0)
+    default = Reranker(np.eye(5), item_age_days=age, config=cfg)
+    got = {}
+    for half_life in (30.0, 365.0, 5000.0):
+        knobs = cfg.replace(freshness_half_life_days=half_life)
+        own = Reranker(np.eye(5), item_age_days=age, config=knobs)
+        idx, sc = default.rerank(np.arange(5), rel, k=5, config=knobs)
+        want_idx, want_sc = own.rerank(np.arange(5), rel, k=5)
+        assert idx.tolist() == want_idx.tolist()
+        assert sc.tolist() == want_sc.tolist()
+        got[half_life] = dict(zip(idx.tolist(), sc.tolist(), strict=True))
+    assert got[30.0][1] < got[5000.0][1]  # a 50-day-old item is fresher on a longer scale
+    assert got[30.0][4] == got[5000.0][4] == pytest.approx(0.7)  # no age: relevance alone
+
+
 def test_from_tables_builds_every_signal():
     items = _genre_items().assign(year=[1990.0] * 7 + [np.nan])
     inter = pd.DataFrame(

@@ -14,6 +14,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -106,6 +107,11 @@ class LoadedModel:
     @property
     def n_items(self) -> int:
         return len(self.catalogue)
+
+    @functools.cached_property
+    def new_rows(self) -> np.ndarray:
+        """The indices of ``new_items``, ascending (none without a tower)."""
+        return np.zeros(0, np.int64) if self.new_items is None else np.flatnonzero(self.new_items)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Encode free text (the bundle's encoder is loaded here on first use)."""

@@ -65,9 +65,15 @@ def reserve_new_items(
     slots = min(model.serving.new_item_slots, len(idx) - 1)
     if new is None or slots <= 0 or len(idx) < k or new[idx].any():
         return idx, sc
-    eligible = new if st.allowed is None else new & st.allowed
-    found, _ = top_k(row, slots, exclude=[st.seen], allowed=eligible)
-    pick = found[0][found[0] >= 0]
+    # a top-k over the few new items, not the catalogue; in index order, so ties still
+    # go to the lower index
+    rows = model.new_rows
+    scores = row[rows]
+    if st.allowed is not None:
+        scores = np.where(st.allowed[rows], scores, -np.inf)
+    seen = np.searchsorted(rows, st.seen[new[st.seen]])  # their positions among rows
+    found, _ = top_k(scores, slots, exclude=[seen])
+    pick = rows[found[0][found[0] >= 0]]
     if not len(pick):
         return idx, sc
     keep = len(idx) - len(pick)
