@@ -98,12 +98,11 @@ class CooccurrenceScorer:
         np.cumsum([len(h) for h in items], out=offsets[1:])
         longest = int(max((len(h) for h in items), default=0))
         powers = np.float32(decay) ** np.arange(min(longest, reach(decay)), dtype=np.float32)
-        rows = np.zeros((len(items), len(self.active_)), dtype=np.float32)
+        out = np.zeros((len(items), n), dtype=np.float32)
         flat = np.concatenate(items) if items else np.zeros(0, dtype=np.int64)
-        ease_rows(self.B_.numpy(), self.pos_.numpy(), flat, offsets, powers, rows)
-        out = torch.zeros(len(histories), n)
-        out[:, self.active_] = torch.from_numpy(rows)
-        return out
+        B, pos, active = self.B_.numpy(), self.pos_.numpy(), self.active_.numpy()
+        ease_rows(B, pos, active, flat, offsets, powers, out)
+        return torch.from_numpy(out)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors to save (B in float16 to halve the bundle)."""
@@ -129,32 +128,36 @@ class CooccurrenceScorer:
 def ease_rows(
     B: np.ndarray,
     pos: np.ndarray,
+    active: np.ndarray,
     items: np.ndarray,
     offsets: np.ndarray,
     powers: np.ndarray,
     out: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """``out[u] += w . B[history u]``: each history's recency-weighted sum of ``B``'s rows.
+    """``out[u, active] = w . B[history u]``: each history's recency-weighted sum of
+    ``B``'s rows, written to the catalogue's columns (``out`` starts at zero).
 
     History ``u`` is ``items[offsets[u]:offsets[u + 1]]`` (catalogue indices, oldest
-    first); ``pos`` maps an item to its row of ``B`` (-1: not in ``B``); the item ``a``
-    positions from the end weighs ``powers[a]`` (older positions than ``powers`` holds
-    are skipped), and an item seen more than once keeps its largest weight. Rows are
-    added in ascending order of ``B``'s rows, so a history sums the same alone or in any
-    batch.
+    first); ``pos`` maps an item to its row of ``B`` (-1: not in ``B``) and ``active``
+    each row back to its item; the item ``a`` positions from the end weighs
+    ``powers[a]`` (older positions than ``powers`` holds are skipped), and an item seen
+    more than once keeps its largest weight. Rows are added in ascending order of
+    ``B``'s rows, so a history sums the same alone or in any batch.
 
     >>> B = np.array([[0.0, 1.0], [2.0, 0.0]], dtype=np.float32)
-    >>> out = np.zeros((1, 2), dtype=np.float32)
+    >>> out = np.zeros((1, 3), dtype=np.float32)  # item 1 is not in B
     >>> powers = np.array([1.0, 0.5, 0.25], dtype=np.float32)
-    >>> ease_rows(B, np.array([0, 1]), np.array([1, 0, 1]), np.array([0, 3]), powers, out)
-    >>> out.tolist()  # item 1 at its latest (weight 1), item 0 one step older (0.5)
-    [[2.0, 0.5]]
+    >>> pos, active = np.array([0, -1, 1]), np.array([0, 2])
+    >>> ease_rows(B, pos, active, np.array([2, 0, 2]), np.array([0, 3]), powers, out)
+    >>> out.tolist()  # item 2 at its latest (weight 1), item 0 one step older (0.5)
+    [[2.0, 0.0, 0.5]]
     """
     n_rows, width = B.shape
     depth = powers.size
     weight = np.zeros(n_rows, dtype=np.float32)
     seen = np.zeros(n_rows, dtype=np.bool_)
     rows = np.empty(n_rows, dtype=np.int64)
+    acc = np.zeros(width, dtype=np.float32)
     for u in range(len(offsets) - 1):
         lo, hi = offsets[u], offsets[u + 1]
         n = 0
@@ -174,9 +177,12 @@ def ease_rows(
         for q in picked:
             w = weight[q]
             for j in range(width):
-                out[u, j] += w * B[q, j]
+                acc[j] += w * B[q, j]
             seen[q] = False
             weight[q] = 0.0
+        for j in range(width):
+            out[u, active[j]] = acc[j]
+            acc[j] = 0.0
 
 
 def reach(decay: float) -> int:

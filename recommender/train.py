@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from recommender.dots import item_dots
 from recommender.errors import BundleError, InputError
 from recommender.eval import val_metrics
 from recommender.hybrid import fit_hybrid, mix, seen_mask
@@ -307,7 +308,7 @@ class SequenceRecommender:
                 raise InputError("scores needs item_table or item_vectors")
             item_table = self.item_embeddings(item_vectors)
         users = self.user_embeddings(histories, item_table=item_table)
-        tower = users @ np.asarray(item_table, dtype=np.float32).T
+        tower = item_dots(item_table, users)
         cooc = getattr(self, "cooc_", None)
         if cooc is None or self.cooc_weight_ == 0.0:
             return tower

@@ -1,12 +1,11 @@
 """Stage 2: how relevant every item is to each request, as one ``(b, n_items)`` matrix.
 
 Text relevance is the cosine of the user vector with every item, the whole batch in one
-pass over the item vectors (:func:`cosines`), or the approximate index's candidates on
-large catalogues. With a
-trained tower, requests with a history are scored by the tower and its collaborative
-hybrid instead, a query on top blended in as standardised text relevance. Cold starts
-get popularity. Items close to what the user disliked are lowered last
-(:func:`lower_disliked_neighbours`).
+pass over the item vectors (:func:`~recommender.dots.item_dots`), or the approximate
+index's candidates on large catalogues. With a trained tower, requests with a history
+are scored by the tower and its collaborative hybrid instead, a query on top blended in
+as standardised text relevance. Cold starts get popularity. Items close to what the
+user disliked are lowered last (:func:`lower_disliked_neighbours`).
 """
 
 from __future__ import annotations
@@ -16,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from recommender.dots import item_dots
 from recommender.errors import InputError
-from recommender.jit import njit
 from recommender.scale import zscore
 from recommender.serving.types import Request, UserState
 
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
     from recommender.serving.model import LoadedModel
 
 __all__ = [
-    "cosines",
     "tower_scored",
     "lower_disliked_neighbours",
     "relevance",
@@ -57,10 +55,10 @@ def relevance(
         if text:
             users = np.stack([states[i].vector for i in text]).astype(np.float32, copy=False)
             if len(text) == len(states):
-                cosines(model.item_vectors, users, scores)
+                item_dots(model.item_vectors, users, scores)
             else:
                 part = np.empty((len(text), model.n_items), dtype=np.float32)
-                cosines(model.item_vectors, users, part)
+                item_dots(model.item_vectors, users, part)
                 scores[text] = part
     else:
         scores = _approximate(model, states, reqs, text)
@@ -91,29 +89,6 @@ def tower_scored(model: LoadedModel, states: Sequence[UserState]) -> list[bool]:
     """Per request, whether the trained tower scores it (it has a history, and the model
     a tower)."""
     return [model.tower is not None and len(st.history) > 0 for st in states]
-
-
-@njit(fastmath=True)
-def cosines(
-    item_vectors: np.ndarray, users: np.ndarray, out: np.ndarray
-) -> None:  # pragma: no cover - compiled
-    """``out[r, i] = item_vectors[i] . users[r]``, every item read once for the batch.
-
-    A batch of user vectors is scored in one pass over the item matrix (memory-bound
-    on its own: 15 MB for the demo catalogue), where a product per request read it once
-    each; a sum runs in the same order whatever the batch, so a request scores the same
-    alone or batched. About 0.19 ms per request at batches of 4 on the demo catalogue,
-    against 0.36 for a BLAS product per request with the matrix out of cache.
-    """
-    n, d = item_vectors.shape
-    if users.shape[1] != d or out.shape[0] != users.shape[0] or out.shape[1] != n:
-        raise ValueError("cosines: item_vectors (n, d), users (b, d) and out (b, n) disagree")
-    for i in range(n):
-        for r in range(users.shape[0]):
-            acc = np.float32(0.0)
-            for j in range(d):
-                acc += item_vectors[i, j] * users[r, j]
-            out[r, i] = acc
 
 
 def lower_disliked_neighbours(
