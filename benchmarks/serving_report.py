@@ -132,7 +132,8 @@ def write_report(report: dict[str, Any], out: Path) -> None:
         "",
         "A floor cell at a concurrency over 1 whose busiest worker did more than 0.75 of "
         "the work (every connection landed on one worker) measured one core, not the "
-        "floor, and is run again, up to twice; a row still above 0.75 flatters its ratio.",
+        "floor, and is run again on a freshly started floor, up to four times; a row "
+        "still above 0.75 flatters its ratio.",
         "",
         "`server_cpu_ms`: CPU time of all the server's processes per answered request; "
         "`busiest_worker`: the busiest API worker's share of the API workers' CPU (0.5: "
