@@ -135,9 +135,8 @@ class UserTower(nn.Module):
         """The encoder's input ``(b, L, dim)`` before dropout, and which positions are items."""
         valid = seq >= 0
         x = table[seq.clamp(min=0)] * valid.unsqueeze(-1).to(table.dtype)
-        length = seq.shape[1]
-        pos = torch.arange(self.max_len - length, self.max_len, device=seq.device)
-        return x * math.sqrt(self.dim) + self.pos_emb(pos).unsqueeze(0), valid
+        pos = self.pos_emb.weight[self.max_len - seq.shape[1] :]  # the last L positions
+        return x * math.sqrt(self.dim) + pos, valid
 
     def encode(self, seq: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """User states at every position of left-padded sequences.
@@ -169,12 +168,8 @@ class UserTower(nn.Module):
         :meth:`encode` for the few users of a serving batch, most of which is the cost
         of each torch call on a CPU (a few microseconds), so it makes as few as it can.
         """
-        length = seq.shape[1]
-        valid = seq >= 0
-        keep = valid.unsqueeze(-1).to(table.dtype)
-        x = F.embedding(seq.clamp(min=0), table) * keep
-        pos = self.pos_emb.weight[self.max_len - length :]
-        x = (x * math.sqrt(self.dim) + pos) * keep  # padded positions are zeros
+        x, valid = self._inputs(seq, table)
+        x = x * valid.unsqueeze(-1).to(x.dtype)  # padded positions are zeros
         allowed = _allowed(valid).unsqueeze(1)  # (b, 1, L, L): the same for every head
         layers = list(self.encoder.layers)
         for n, layer in enumerate(layers):
