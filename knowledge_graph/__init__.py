@@ -21,7 +21,7 @@ from knowledge_graph.build import (
     user_node,
 )
 from knowledge_graph.config import GraphConfig
-from knowledge_graph.expand import QueryMatch, blend
+from knowledge_graph.expand import QueryMatch, WalkStart, blend
 from knowledge_graph.explain import Reason, explain, explain_batch
 from knowledge_graph.graph import GRAPH_FILE, KnowledgeGraph
 from knowledge_graph.io import export_graphml, from_node_link, load_json, save_json, to_node_link
@@ -33,6 +33,7 @@ __all__ = [
     "KnowledgeGraph",
     "QueryMatch",
     "Reason",
+    "WalkStart",
     "blend",
     "build_graph",
     "detect_entity_columns",

@@ -39,9 +39,10 @@ from knowledge_graph.config import GraphConfig
 from knowledge_graph.expand import (
     QueryIndex,
     QueryMatch,
+    WalkStart,
     normalize_rows,
     personalized_pagerank,
-    two_hop,
+    two_hop_many,
 )
 from knowledge_graph.explain import Reason, explain_batch
 from knowledge_graph.io import load_json, save_json
@@ -226,42 +227,54 @@ class KnowledgeGraph:
             ``cosine``: the same walk on unit-norm rows; ``ppr``: personalised
             PageRank. See :mod:`knowledge_graph.expand` and ``benchmarks/kg_quality.py``.
         """
-        if not 0.0 <= query_weight <= 1.0:
-            raise InputError(
-                f"query_weight={query_weight!r}: expected a share in [0, 1]",
-                field="query_weight",
-                value=query_weight,
-            )
-        q = [self.entity_pos[e] for e in query_entities if e in self.entity_pos]
-        seeds = np.asarray(seeds, dtype=np.int64)
+        start = WalkStart(
+            np.asarray(seeds, dtype=np.int64),
+            seed_weights,
+            self.entity_columns(query_entities),
+            query_weight,
+            exclude,
+        )
+        return self.expand_many([start], n=n, method=method)[0]
+
+    def expand_many(
+        self, starts: Sequence[WalkStart], *, n: int | None = 200, method: Method = "two_hop"
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`expand` for several requests: the two-hop walks read the graph's matrix
+        once for them all (:func:`~knowledge_graph.expand.two_hop_many`), each with the
+        result it has alone. Query entities are given as :meth:`entity_columns`."""
+        for st in starts:
+            if not 0.0 <= st.query_weight <= 1.0:
+                raise InputError(
+                    f"query_weight={st.query_weight!r}: expected a share in [0, 1]",
+                    field="query_weight",
+                    value=st.query_weight,
+                )
         if method in ("two_hop", "cosine"):
-            A = self.A if method == "two_hop" else self.A_norm
-            return two_hop(
-                A,
-                seeds,
-                seed_weights,
-                query_entities=q,
-                query_weight=query_weight,
-                n=n,
-                exclude=exclude,
-            )
+            return two_hop_many(self.A if method == "two_hop" else self.A_norm, starts, n)
         if method == "ppr":
             P_ie, P_ei = self._transitions()
-            return personalized_pagerank(
-                P_ie,
-                P_ei,
-                seeds,
-                seed_weights,
-                query_entities=q,
-                query_weight=query_weight,
-                n=n,
-                exclude=exclude,
-            )
+            return [
+                personalized_pagerank(
+                    P_ie,
+                    P_ei,
+                    st.seeds,
+                    st.weights,
+                    query_entities=st.query_entities,
+                    query_weight=st.query_weight,
+                    n=n,
+                    exclude=st.exclude,
+                )
+                for st in starts
+            ]
         raise InputError(
             f"method={method!r}: expected 'two_hop', 'cosine' or 'ppr'",
             field="method",
             value=method,
         )
+
+    def entity_columns(self, entities: Sequence[str]) -> list[int]:
+        """The columns of ``A`` of these entity nodes, in order; unknown ones are left out."""
+        return [self.entity_pos[e] for e in entities if e in self.entity_pos]
 
     def explain(
         self,

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from knowledge_graph import (
     GraphConfig,
     KnowledgeGraph,
+    WalkStart,
     blend,
     build_graph,
     detect_entity_columns,
@@ -191,6 +192,33 @@ def test_seed_weights_steer_the_expansion(kg: KnowledgeGraph) -> None:
 def test_query_entities_alone_expand_to_their_items(kg: KnowledgeGraph) -> None:
     idx, _ = kg.expand(query_entities=["tag:pixar", "tag:not-an-entity"])
     assert set(idx[:3].tolist()) == {TOY, UP, CARS}
+
+
+@pytest.mark.parametrize("method", ["two_hop", "cosine", "ppr"])
+def test_walks_made_together_each_give_what_they_give_alone(
+    kg: KnowledgeGraph, method: str
+) -> None:
+    """A serving batch walks its requests together; each answer must be the one it
+    gets alone, whatever its batch-mates' seeds, weights, query entities and exclusions."""
+    starts = [
+        WalkStart(np.array([HEAT, TOY]), np.array([1.0, 0.2]), exclude=np.array([COLLATERAL])),
+        WalkStart(np.array([], dtype=np.int64), None, kg.entity_columns(["tag:pixar"])),
+        WalkStart(np.array([HEAT]), None, kg.entity_columns(["tag:heist"]), query_weight=0.3),
+    ]
+    together = kg.expand_many(starts, n=4, method=method)  # type: ignore[arg-type]
+    for start, (idx, scores) in zip(starts, together, strict=True):
+        alone_idx, alone_scores = kg.expand_many([start], n=4, method=method)[0]  # type: ignore[arg-type]
+        assert idx.tolist() == alone_idx.tolist() and len(idx)
+        np.testing.assert_array_equal(scores, alone_scores)
+    # the same as the one-request form, which names query entities by node
+    assert COLLATERAL in together[2][0].tolist()  # excluded by the first walk only
+    idx, scores = kg.expand(
+        [HEAT], query_entities=["tag:heist"], query_weight=0.3, n=4, method=method
+    )  # type: ignore[arg-type]
+    assert idx.tolist() == together[2][0].tolist()
+    np.testing.assert_array_equal(scores, together[2][1])
+    with pytest.raises(InputError, match="query_weight"):
+        kg.expand_many([WalkStart(np.array([HEAT]), query_weight=1.5)], method=method)  # type: ignore[arg-type]
 
 
 def test_personalized_pagerank_agrees_on_the_nearest_item() -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from knowledge_graph.expand import blend
+from knowledge_graph.expand import WalkStart, blend
 from recommender.jit import njit
 from recommender.serving.knobs import Knobs, resolve_knobs
 from recommender.serving.types import Candidates, Request, UserState
@@ -42,15 +42,22 @@ def graph_walks(
 ) -> list[Walk]:
     """Each request's knobs and graph candidates: the part of stage 3 that reads no
     relevance (``trained``: whether the tower scores the request, see
-    :func:`~recommender.serving.stages.relevance.tower_scored`)."""
-    out = []
-    for st, req, t in zip(states, reqs, trained, strict=True):
-        knobs = request_knobs(model, req, trained=t)
-        walk = None
-        if model.graph is not None and knobs.kg_weight > 0 and not st.cold:
-            walk = _walk(model, st)
-        out.append((knobs, walk))
-    return out
+    :func:`~recommender.serving.stages.relevance.tower_scored`). The requests that walk
+    do so together, reading the graph's matrix once
+    (:meth:`~knowledge_graph.graph.KnowledgeGraph.expand_many`)."""
+    knobs = [request_knobs(model, req, trained=t) for req, t in zip(reqs, trained, strict=True)]
+    starts: dict[int, WalkStart] = {}
+    if model.graph is not None:
+        for i, (st, kn) in enumerate(zip(states, knobs, strict=True)):
+            if kn.kg_weight > 0 and not st.cold:
+                start = _walk_start(model, st)
+                if start is not None:
+                    starts[i] = start
+    walks = {}
+    if starts:
+        found = model.graph.expand_many(list(starts.values()), n=model.serving.n_candidates)
+        walks = dict(zip(starts, found, strict=True))
+    return [(kn, walks.get(i)) for i, kn in enumerate(knobs)]
 
 
 def candidates(
@@ -91,20 +98,19 @@ def request_knobs(model: LoadedModel, req: Request, *, trained: bool) -> Knobs:
     )
 
 
-def _walk(model: LoadedModel, st: UserState) -> tuple[np.ndarray, np.ndarray] | None:
-    """The graph's candidates for one request (``None``: no seeds, no query entities)."""
+def _walk_start(model: LoadedModel, st: UserState) -> WalkStart | None:
+    """Where the request's graph walk starts (``None``: no seeds, no query entities)."""
     w = st.weights
     seeds = np.concatenate([st.history.items, st.query_items]).astype(np.int64)
     if not len(seeds) and not st.query_entities:
         return None
     top = float(w.max()) if len(w) else 1.0
-    return model.graph.expand(
+    return WalkStart(
         seeds,
         np.concatenate([w, np.full(len(st.query_items), top)]),
-        query_entities=st.query_entities,
-        query_weight=model.serving.query_weight if len(st.history) else 1.0,
-        n=model.serving.n_candidates,
-        exclude=st.seen,
+        model.graph.entity_columns(st.query_entities),
+        model.serving.query_weight if len(st.history) else 1.0,
+        st.seen,
     )
 
 
