@@ -358,7 +358,7 @@ def test_requests_left_on_a_closed_loop_do_not_block_the_next_loop():
 
 def test_the_query_linger_comes_from_the_environment_and_bad_values_name_it(monkeypatch):
     s = ServiceSettings.from_env()
-    assert (s.query_min_batch, s.query_linger_ms, s.recommend_linger_ms) == (12, 15, 10)
+    assert (s.query_min_batch, s.query_linger_ms, s.recommend_linger_ms) == (12, 15, 3)
     monkeypatch.setenv("RECBENTO_RECOMMEND_LINGER_MS", "0")  # off: scoring never waits
     assert ServiceSettings.from_env().recommend_linger_ms == 0
     monkeypatch.setenv("RECBENTO_RECOMMEND_LINGER_MS", "-1")

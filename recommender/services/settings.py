@@ -23,7 +23,7 @@ RECBENTO_QUERY_MIN_BATCH        12         free-text queries a busy API worker w
                                            before its next forward pass (or encoder call)
 RECBENTO_QUERY_LINGER_MS        15         ... for at most this long (0: never waits; a
                                            query reaching an idle worker never waits)
-RECBENTO_RECOMMEND_LINGER_MS    10         a busy API worker waits up to this long for as
+RECBENTO_RECOMMEND_LINGER_MS    3          a busy API worker waits up to this long for as
                                            many ``recommend`` requests as it recently had
                                            in flight, to score them together (0: never)
 RECBENTO_RELOAD_SECONDS         30         how often a model served by name looks for a
@@ -101,7 +101,7 @@ class ServiceSettings:
     encode_max_latency_ms: int = 10_000
     query_min_batch: int = 12
     query_linger_ms: int = 15
-    recommend_linger_ms: int = 10
+    recommend_linger_ms: int = 3
     reload_seconds: int = 30
     keepalive_requests: int = 10
 
