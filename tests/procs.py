@@ -36,11 +36,13 @@ def serve(
     env: dict[str, str] | None = None,
     timeout: float = 120,
     target: str = "service:Recommender",
+    cwd: Path | None = None,
 ) -> subprocess.Popen:
     """`bentoml serve target` of ``model`` on 127.0.0.1:``port``, once ``/readyz`` is 200.
 
-    ``target`` is the service in this checkout, or a built Bento's tag. ``model`` None
-    leaves ``RECBENTO_MODEL`` unset, as a deployment of a Bento does.
+    ``target`` is the service in this checkout (or in the checkout ``cwd``), or a built
+    Bento's tag. ``model`` None leaves ``RECBENTO_MODEL`` unset, as a deployment of a
+    Bento does.
 
     The server's output goes to a temporary file (a pipe would fill up and block a busy
     server) and is raised with the error if it exits early.
@@ -55,7 +57,7 @@ def serve(
     proc = subprocess.Popen(
         [sys.executable, "-m", "bentoml", "serve", target]
         + ["--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
+        cwd=cwd or ROOT,
         env=full_env,
         stdout=log,
         stderr=subprocess.STDOUT,
