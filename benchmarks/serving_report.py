@@ -49,7 +49,8 @@ def _plot(rows: list[dict], scaling: list[dict], path: Path) -> None:
     )
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # a run without scaling rows leaves one empty
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
