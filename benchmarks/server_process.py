@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from tests.procs import free_port, serve, stop  # shared with the tests
@@ -21,6 +22,7 @@ __all__ = [
     "free_port",
     "server_cpu_s",
     "server_rss_mb",
+    "start_floor",
     "start_server",
     "stop_server",
     "trained_model",
@@ -50,13 +52,24 @@ def trained_model(name: str) -> str:
     return tag
 
 
-def start_server(model: str, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_server(
+    model: str, port: int, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen:
     """Start `bentoml serve` for ``model`` on 127.0.0.1:``port`` and wait until ready.
 
     The server never starts a background training (``RECBENTO_TRAIN_DEMO=0``): what is
-    measured is serving alone. Benchmarks pass a :func:`trained_model`.
+    measured is serving alone. Benchmarks pass a :func:`trained_model`. ``cwd``: serve
+    the recbento of another checkout (its packages first on the path) instead of this one.
     """
-    return serve(model, port, env={"RECBENTO_TRAIN_DEMO": "0", **(env or {})}, timeout=600)
+    env = {"RECBENTO_TRAIN_DEMO": "0", **(env or {})}
+    if cwd is not None:
+        env["PYTHONPATH"] = str(cwd)
+    return serve(model, port, env=env, timeout=600, cwd=cwd)
+
+
+def start_floor(port: int) -> subprocess.Popen:
+    """Start the floor (``benchmarks/floor_service.py``) on 127.0.0.1:``port``."""
+    return serve(None, port, target="benchmarks.floor_service:Floor", timeout=120)
 
 
 def stop_server(proc: subprocess.Popen) -> None:

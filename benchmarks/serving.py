@@ -46,6 +46,7 @@ from benchmarks.server_process import (
     busiest_share,
     server_cpu_s,
     server_rss_mb,
+    start_floor,
     start_server,
     stop_server,
     trained_model,
@@ -55,7 +56,7 @@ from benchmarks.serving_inprocess import QUERIES, catalogue_scaling, inprocess_e
 from benchmarks.serving_report import write_report
 from recommender.config import EncoderConfig
 from recommender.services.settings import ServiceSettings
-from tests.procs import free_port, serve  # shared with the tests
+from tests.procs import free_port  # shared with the tests
 
 log = logging.getLogger(__name__)
 
@@ -243,11 +244,7 @@ def floor_test(
     times, and the row says how many runs it took (``floor_runs``).
     """
     port = free_port()
-
-    def start() -> subprocess.Popen:
-        return serve(None, port, target="benchmarks.floor_service:Floor", timeout=120)
-
-    proc = start()
+    proc = start_floor(port)
     rows = []
     try:
         for c in concurrencies:
@@ -255,7 +252,7 @@ def floor_test(
                 if run > 1:
                     stop_server(proc)
                     port = free_port()
-                    proc = start()
+                    proc = start_floor(port)
                 (row,), _ = load_test(
                     f"http://127.0.0.1:{port}",
                     {"recommend": [c]},

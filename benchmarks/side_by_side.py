@@ -29,9 +29,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.server_process import free_port, start_server, stop_server, trained_model
+from benchmarks.server_process import (
+    free_port,
+    start_floor,
+    start_server,
+    stop_server,
+    trained_model,
+)
 from benchmarks.serving import UNBALANCED, load_test
-from tests.procs import serve
 
 log = logging.getLogger(__name__)
 
@@ -180,15 +185,12 @@ def main(argv: list[str] | None = None) -> None:
 
     def recbento(cwd: Path | None, name: str) -> Starter:
         env = {"RECBENTO_FEEDBACK_DB": str(stores / f"{name}.db")}  # a fresh store each
-        if cwd is None:
-            return lambda port: start_server(tag, port, env=env)
-        env |= {"RECBENTO_TRAIN_DEMO": "0", "PYTHONPATH": str(cwd)}
-        return lambda port: serve(tag, port, env=env, timeout=600, cwd=cwd)
+        return lambda port: start_server(tag, port, env=env, cwd=cwd)
 
     baseline = "floor" if args.baseline == "floor" else "baseline"
     starters: dict[str, Starter] = {
         baseline: (
-            (lambda port: serve(None, port, target="benchmarks.floor_service:Floor"))
+            start_floor
             if baseline == "floor"
             else recbento(Path(args.baseline).resolve(), "baseline")
         ),
