@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -54,6 +54,9 @@ from recommender.tower_store import (
 )
 from recommender.train_config import TrainConfig
 from recommender.train_loop import run_epochs
+
+if TYPE_CHECKING:
+    from recommender.tower_runtime import TowerRuntime
 
 __all__ = [
     "TrainConfig",
@@ -269,12 +272,15 @@ class SequenceRecommender:
         *,
         item_table: np.ndarray | None = None,
         batch_size: int = 256,
+        runtime: TowerRuntime | None = None,
     ) -> np.ndarray:
         """User vectors ``(b, dim)`` from item-index histories (oldest first).
 
         Pass the precomputed ``item_table`` (from :meth:`item_embeddings`) or the raw
         ``item_vectors``. An empty history gives the vector of the position embedding
-        alone (a popularity-like prior).
+        alone (a popularity-like prior). ``runtime``: the tower's forward pass on ONNX
+        Runtime (:mod:`recommender.tower_runtime`), made from this model's network;
+        PyTorch runs it otherwise.
         """
         net = self._check_fitted()
         if item_table is None:
@@ -283,7 +289,7 @@ class SequenceRecommender:
             item_table = self.item_embeddings(item_vectors)
         dev = next(net.parameters()).device
         table = torch.as_tensor(np.asarray(item_table, dtype=np.float32)).to(dev)
-        return self._user_states(histories, table, batch_size).cpu().numpy()
+        return self._user_states(histories, table, batch_size, runtime).cpu().numpy()
 
     def user_embedding(
         self,
@@ -301,13 +307,17 @@ class SequenceRecommender:
         item_vectors: np.ndarray | None = None,
         *,
         item_table: np.ndarray | None = None,
+        runtime: TowerRuntime | None = None,
     ) -> np.ndarray:
-        """Relevance of every item for every history, ``(b, n_items)`` (seen items included)."""
+        """Relevance of every item for every history, ``(b, n_items)`` (seen items included).
+
+        ``runtime``: see :meth:`user_embeddings`.
+        """
         if item_table is None:
             if item_vectors is None:
                 raise InputError("scores needs item_table or item_vectors")
             item_table = self.item_embeddings(item_vectors)
-        users = self.user_embeddings(histories, item_table=item_table)
+        users = self.user_embeddings(histories, item_table=item_table, runtime=runtime)
         tower = item_dots(item_table, users)
         cooc = getattr(self, "cooc_", None)
         if cooc is None or self.cooc_weight_ == 0.0:
@@ -325,11 +335,19 @@ class SequenceRecommender:
         return mask
 
     def _user_states(
-        self, histories: Sequence[Sequence[int] | np.ndarray], table: torch.Tensor, batch_size: int
+        self,
+        histories: Sequence[Sequence[int] | np.ndarray],
+        table: torch.Tensor,
+        batch_size: int,
+        runtime: TowerRuntime | None = None,
     ) -> torch.Tensor:
         net = self._check_fitted()
         if net.training:  # a loaded model is in eval mode already; eval() walks every module
             net.eval()
+        if runtime is not None and runtime.net is not net:
+            raise ValueError("runtime: made from another network than this model's")
+        if runtime is not None and table.device.type != "cpu":
+            raise ValueError(f"runtime: runs on the CPU, the item table is on {table.device}")
         out = []
         n = table.shape[0]
         for start in range(0, len(histories), batch_size):
@@ -340,9 +358,12 @@ class SequenceRecommender:
                         f"history: item index out of range [0, {n}): {r.min()}..{r.max()}",
                         field="history",
                     )
-            padded = torch.from_numpy(left_pad(rows, net.max_len)).to(table.device)
+            padded = left_pad(rows, net.max_len)
+            if runtime is not None:
+                out.append(torch.from_numpy(runtime.last_state(padded, table.numpy())))
+                continue
             with torch.no_grad():
-                out.append(net.last_state(padded, table))
+                out.append(net.last_state(torch.from_numpy(padded).to(table.device), table))
         if not out:
             return torch.empty(0, net.dim, device=table.device)
         return torch.cat(out)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import numpy as np
 
 from recommender.bundle import Bundle
 from recommender.config import EncoderConfig, ModelConfig, ServingConfig
+from recommender.errors import InputError
 from recommender.history import Histories, popularity
 from recommender.index import VectorIndex, make_index
 from recommender.rerank import Reranker
@@ -35,11 +37,15 @@ from recommender.serving.types import GroupRequest, Recommendation, RecommendedI
 if TYPE_CHECKING:
     from knowledge_graph import KnowledgeGraph
     from recommender.groups import UserGroups
+    from recommender.tower_runtime import TowerRuntime
     from recommender.train import SequenceRecommender
 
 __all__ = ["EncodeFn", "LoadedModel", "load_encoder", "load_model"]
 
 log = logging.getLogger(__name__)
+
+#: Where a trained tower on the CPU runs (``RECBENTO_TOWER_RUNTIME``).
+RUNTIMES = ("onnx", "torch")
 
 #: ``list[str] -> (n, dim)`` unit vectors: in-process, or the encoder service.
 EncodeFn = Callable[[list[str]], np.ndarray]
@@ -83,6 +89,9 @@ class LoadedModel:
         Stored user id -> row of the groups' labels.
     encode_fn : callable or None
         Query encoder; the bundle's checkpoint is loaded on first use when ``None``.
+    tower_runtime : TowerRuntime or None
+        The tower's forward pass on ONNX Runtime (a tower on the CPU, unless
+        ``RECBENTO_TOWER_RUNTIME=torch``); ``None``: PyTorch runs it.
     """
 
     tag: str | None
@@ -103,6 +112,7 @@ class LoadedModel:
     new_items: np.ndarray | None
     user_rows: dict[Any, int]
     encode_fn: EncodeFn | None = None
+    tower_runtime: TowerRuntime | None = None
 
     @property
     def n_items(self) -> int:
@@ -156,11 +166,14 @@ def load_model(
     encode: EncodeFn | None = None,
     serving: ServingConfig | None = None,
     index: str | None = None,
+    tower_runtime: str | None = None,
 ) -> LoadedModel:
     """Build a :class:`LoadedModel` from a bundle (once per process).
 
     ``serving`` replaces the bundle's request-time defaults; ``index`` (``"exact"``,
-    ``"ann"``, ``"auto"``) overrides only the candidate search.
+    ``"ann"``, ``"auto"``) overrides only the candidate search. ``tower_runtime``:
+    ``"onnx"`` (ONNX Runtime runs a trained tower that is on the CPU) or ``"torch"``;
+    default ``RECBENTO_TOWER_RUNTIME``, else ``"onnx"``.
     """
     t0 = time.perf_counter()
     config = ModelConfig.from_config(bundle.config)
@@ -195,6 +208,7 @@ def load_model(
         new_items=None if tower is None else np.asarray(tower.new_item_mask(len(catalogue))),
         user_rows={native(u): i for i, u in enumerate(bundle.user_ids)},
         encode_fn=encode,
+        tower_runtime=_tower_runtime(tower, tower_runtime),
     )
     log.info(
         "model %s ready: %d items, %d users in %.2fs",
@@ -251,3 +265,22 @@ def _index(vectors: np.ndarray, serving: ServingConfig) -> VectorIndex | None:
         return None
     log.info("building an approximate index over %d items", n)
     return make_index(vectors, kind="ann")
+
+
+def _tower_runtime(tower: SequenceRecommender | None, choice: str | None) -> TowerRuntime | None:
+    """The tower's forward pass on ONNX Runtime, where it applies (see :func:`load_model`)."""
+    choice = (choice or os.environ.get("RECBENTO_TOWER_RUNTIME") or "onnx").strip().lower()
+    if choice not in RUNTIMES:
+        raise InputError(
+            f"RECBENTO_TOWER_RUNTIME={choice!r}: expected one of {list(RUNTIMES)}",
+            field="RECBENTO_TOWER_RUNTIME",
+            value=choice,
+        )
+    if tower is None or choice == "torch":
+        return None
+    net = tower.net_
+    if next(net.parameters()).device.type != "cpu":  # a GPU runs PyTorch
+        return None
+    from recommender.tower_runtime import TowerRuntime  # onnxruntime only where it runs
+
+    return TowerRuntime(net)

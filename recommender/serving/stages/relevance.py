@@ -64,8 +64,9 @@ def relevance(
         scores = _approximate(model, states, reqs, text)
     rows = [i for i, t in enumerate(trained) if t]
     if rows:
+        histories = [states[i].history.items for i in rows]
         learned = zscore(
-            model.tower.scores([states[i].history.items for i in rows], item_table=model.item_table)
+            model.tower.scores(histories, item_table=model.item_table, runtime=model.tower_runtime)
         )
         w = model.serving.query_weight
         for j, i in enumerate(rows):
