@@ -167,6 +167,8 @@ class UserTower(nn.Module):
         float rounding; no dropout, so for eval mode only. A third less time than
         :meth:`encode` for the few users of a serving batch, most of which is the cost
         of each torch call on a CPU (a few microseconds), so it makes as few as it can.
+        A served model on a CPU runs this same computation as an ONNX graph instead
+        (:mod:`recommender.tower_runtime`, which tests hold equal to it).
         """
         x, valid = self._inputs(seq, table)
         x = x * valid.unsqueeze(-1).to(x.dtype)  # padded positions are zeros
