@@ -188,6 +188,8 @@ class TowerRuntime:
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3  # errors only
+        # idle pool threads sleep: they share the cores with the API workers' other work
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         with torch.no_grad():
             model = tower_graph(net)
         self._session = ort.InferenceSession(
