@@ -19,7 +19,6 @@ Tests hold the two equal to float rounding for varied shapes, paddings and depth
 
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
@@ -31,8 +30,6 @@ from onnx import TensorProto, helper, numpy_helper
 from recommender.tower import UserTower
 
 __all__ = ["OPSET", "TowerRuntime", "tower_graph"]
-
-log = logging.getLogger(__name__)
 
 #: ONNX opset of the graph (20: the first with a ``Gelu`` operator).
 OPSET = 20
@@ -73,7 +70,7 @@ def tower_graph(net: UserTower) -> onnx.ModelProto:
         "Unsqueeze", g.op("Cast", valid, to=TensorProto.FLOAT), g.const(np.array([2]), "ax2")
     )
     x = g.op("Mul", g.op("Gather", "table", g.op("Max", "seq", zero), axis=0), valid_f)
-    pos = g.const(net.pos_emb.weight[net.max_len - length :], "pos")
+    pos = g.const(net.pos_emb.weight, "pos")  # every position: seq is max_len wide
     x = g.op("Add", g.op("Mul", x, g.const(np.array(math.sqrt(d), f32), "sqrt_dim")), pos)
     x = g.op("Mul", x, valid_f)  # padded positions are zeros
     # where a position may attend: causally, to items, and always to itself
